@@ -1,0 +1,9 @@
+//! escalator host: a SIP back-to-back user agent.
+//!
+//! Layers, each testable alone: [`sip`] (messages), [`transport`] (UDP/TCP),
+//! [`transaction`] (RFC 3261 section 17), [`dialog`] and [`b2bua`] (the call
+//! model), [`core`] (the event loop that ties them together).
+
+pub mod sip;
+pub mod timers;
+pub mod transaction;

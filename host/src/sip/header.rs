@@ -1,0 +1,259 @@
+//! Typed views of the header values a B2BUA must understand.
+
+use super::uri::split_host_port;
+
+/// Split a comma-separated header value, ignoring commas inside quotes and `<>`.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut escaped, mut start) = (0i32, false, false, 0);
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth <= 0 => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let last = value[start..].trim();
+    if !last.is_empty() || out.is_empty() {
+        out.push(last);
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
+    s.split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.trim().to_string(), Some(v.trim().to_string())),
+            None => (p.to_string(), None),
+        })
+        .collect()
+}
+
+fn write_params(out: &mut String, params: &[(String, Option<String>)]) {
+    for (k, v) in params {
+        out.push(';');
+        out.push_str(k);
+        if let Some(v) = v {
+            out.push('=');
+            out.push_str(v);
+        }
+    }
+}
+
+/// `name-addr` or `addr-spec` with header parameters (From, To, Contact, Route...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    pub display: Option<String>,
+    /// The URI text, unparsed, exactly as received.
+    pub uri: String,
+    pub params: Vec<(String, Option<String>)>,
+}
+
+impl NameAddr {
+    pub fn parse(value: &str) -> Option<Self> {
+        let v = value.trim();
+        if let Some(lt) = find_unquoted(v, '<') {
+            let gt = lt + v[lt..].find('>')?;
+            let display = v[..lt].trim();
+            Some(NameAddr {
+                display: (!display.is_empty()).then(|| display.to_string()),
+                uri: v[lt + 1..gt].trim().to_string(),
+                params: parse_params(&v[gt + 1..]),
+            })
+        } else {
+            // addr-spec: parameters after the URI belong to the header (RFC 3261 section 20.10).
+            let (uri, params) = v.split_once(';').unwrap_or((v, ""));
+            if uri.is_empty() || uri.contains(char::is_whitespace) {
+                return None;
+            }
+            Some(NameAddr {
+                display: None,
+                uri: uri.to_string(),
+                params: parse_params(params),
+            })
+        }
+    }
+
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
+    }
+
+    pub fn tag(&self) -> Option<String> {
+        self.param("tag").flatten().map(str::to_string)
+    }
+
+    pub fn set_param(&mut self, name: &str, value: Option<&str>) {
+        self.params.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.params
+            .push((name.to_string(), value.map(str::to_string)));
+    }
+
+    pub fn remove_param(&mut self, name: &str) {
+        self.params.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+
+    pub fn with_tag(mut self, tag: &str) -> Self {
+        self.set_param("tag", Some(tag));
+        self
+    }
+}
+
+impl std::fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::new();
+        if let Some(d) = &self.display {
+            s.push_str(d);
+            s.push(' ');
+        }
+        s.push('<');
+        s.push_str(&self.uri);
+        s.push('>');
+        write_params(&mut s, &self.params);
+        f.write_str(&s)
+    }
+}
+
+fn find_unquoted(s: &str, needle: char) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == needle && !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// One Via value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    pub transport: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub params: Vec<(String, Option<String>)>,
+}
+
+impl Via {
+    pub fn parse(value: &str) -> Option<Self> {
+        let v = value.trim();
+        let (proto, rest) = v.split_once(|c: char| c.is_whitespace())?;
+        let mut p = proto.split('/');
+        let (Some(name), Some(ver), Some(transport), None) =
+            (p.next(), p.next(), p.next(), p.next())
+        else {
+            return None;
+        };
+        if !name.eq_ignore_ascii_case("SIP") || ver != "2.0" {
+            return None;
+        }
+        let rest = rest.trim_start();
+        let (sent_by, params) = rest.split_once(';').unwrap_or((rest, ""));
+        let (host, port) = split_host_port(sent_by.trim())?;
+        Some(Via {
+            transport: transport.to_ascii_uppercase(),
+            host,
+            port,
+            params: parse_params(params),
+        })
+    }
+
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
+    }
+
+    pub fn branch(&self) -> Option<&str> {
+        self.param("branch").flatten()
+    }
+
+    pub fn sent_by(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{}", self.host, p),
+            None => self.host.clone(),
+        }
+    }
+}
+
+/// `CSeq: 12 INVITE` → (12, "INVITE").
+pub fn parse_cseq(value: &str) -> Option<(u32, String)> {
+    let mut it = value.split_whitespace();
+    let n = it.next()?.parse().ok()?;
+    let m = it.next()?;
+    if it.next().is_some() {
+        return None;
+    }
+    Some((n, m.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_list_respects_quotes_and_brackets() {
+        assert_eq!(
+            split_list("\"Doe, John\" <sip:j@x;a=1,2>;tag=1, <sip:b@y>"),
+            vec!["\"Doe, John\" <sip:j@x;a=1,2>;tag=1", "<sip:b@y>"]
+        );
+        assert_eq!(split_list("a,,b"), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = NameAddr::parse("\"A <x>\" <sip:a@h;transport=tcp>;tag=9;x").unwrap();
+        assert_eq!(n.display.as_deref(), Some("\"A <x>\""));
+        assert_eq!(n.uri, "sip:a@h;transport=tcp");
+        assert_eq!(n.tag().as_deref(), Some("9"));
+        let n = NameAddr::parse("sip:a@h;tag=5").unwrap();
+        assert_eq!(n.uri, "sip:a@h");
+        assert_eq!(n.tag().as_deref(), Some("5"));
+        assert_eq!(n.with_tag("6").to_string(), "<sip:a@h>;tag=6");
+        assert!(NameAddr::parse("<sip:a@h").is_none());
+    }
+
+    #[test]
+    fn via_forms() {
+        let v =
+            Via::parse("SIP/2.0/tcp [2001:db8::1]:5070 ;branch=z9hG4bKx;rport;received=1.2.3.4")
+                .unwrap();
+        assert_eq!(v.transport, "TCP");
+        assert_eq!(v.host, "[2001:db8::1]");
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.branch(), Some("z9hG4bKx"));
+        assert_eq!(v.param("rport"), Some(None));
+        assert!(Via::parse("SIP/3.0/UDP h").is_none());
+        assert!(Via::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn cseq_forms() {
+        assert_eq!(parse_cseq("12 INVITE"), Some((12, "INVITE".into())));
+        assert_eq!(parse_cseq("x INVITE"), None);
+        assert_eq!(parse_cseq("1 INVITE extra"), None);
+    }
+}

@@ -1,0 +1,458 @@
+//! The SIP message envelope: start line, headers in order, body bytes.
+
+use bytes::Bytes;
+use std::fmt::Write as _;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("message has no end of header section")]
+    NoHeaderEnd,
+    #[error("header section is not valid UTF-8")]
+    NotUtf8,
+    #[error("malformed start line: {0:?}")]
+    StartLine(String),
+    #[error("malformed header line: {0:?}")]
+    HeaderLine(String),
+    #[error("too many headers (limit {0})")]
+    TooManyHeaders(usize),
+    #[error("invalid Content-Length: {0:?}")]
+    ContentLength(String),
+    #[error("body shorter than Content-Length ({have} < {want})")]
+    ShortBody { have: usize, want: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    Request { method: String, uri: String },
+    Response { status: u16, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipMessage {
+    pub start: StartLine,
+    pub headers: Vec<Header>,
+    pub body: Bytes,
+}
+
+/// Compact forms (RFC 3261 section 7.3.3 and later RFCs) and their full names.
+const COMPACT: &[(&str, &str)] = &[
+    ("i", "Call-ID"),
+    ("m", "Contact"),
+    ("e", "Content-Encoding"),
+    ("l", "Content-Length"),
+    ("c", "Content-Type"),
+    ("f", "From"),
+    ("s", "Subject"),
+    ("k", "Supported"),
+    ("t", "To"),
+    ("v", "Via"),
+    ("r", "Refer-To"),
+    ("b", "Referred-By"),
+    ("o", "Event"),
+    ("u", "Allow-Events"),
+    ("x", "Session-Expires"),
+    ("a", "Accept-Contact"),
+    ("j", "Reject-Contact"),
+    ("d", "Request-Disposition"),
+    ("y", "Identity"),
+];
+
+/// Whether header name `a` (as received) denotes header `full`.
+pub fn name_is(a: &str, full: &str) -> bool {
+    if a.eq_ignore_ascii_case(full) {
+        return true;
+    }
+    a.len() == 1
+        && COMPACT
+            .iter()
+            .any(|(c, f)| c.eq_ignore_ascii_case(a) && f.eq_ignore_ascii_case(full))
+}
+
+/// Limits applied while parsing input from the network.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLimits {
+    pub max_headers: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        Self { max_headers: 256 }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+/// Offset of the first byte after the blank line ending the header section.
+pub fn header_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl SipMessage {
+    /// Parse one complete message (datagram or framed stream message).
+    /// Bytes beyond Content-Length are discarded (RFC 3261 section 18.3).
+    pub fn parse(buf: &[u8], limits: ParseLimits) -> Result<Self, ParseError> {
+        let end = header_end(buf).ok_or(ParseError::NoHeaderEnd)?;
+        let head = std::str::from_utf8(&buf[..end]).map_err(|_| ParseError::NotUtf8)?;
+        let mut lines: Vec<String> = Vec::new();
+        for raw in head.split('\n') {
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            if line.is_empty() {
+                continue;
+            }
+            if line.starts_with(' ') || line.starts_with('\t') {
+                // Folded continuation of the previous header line (RFC 3261 section 7.3.1).
+                match lines.last_mut() {
+                    Some(prev) => {
+                        prev.push(' ');
+                        prev.push_str(line.trim());
+                    }
+                    None => return Err(ParseError::HeaderLine(line.to_string())),
+                }
+                continue;
+            }
+            lines.push(line.to_string());
+        }
+        let mut it = lines.into_iter();
+        let first = it.next().ok_or(ParseError::NoHeaderEnd)?;
+        let start = parse_start_line(&first)?;
+        let mut headers = Vec::new();
+        for line in it {
+            if headers.len() >= limits.max_headers {
+                return Err(ParseError::TooManyHeaders(limits.max_headers));
+            }
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| ParseError::HeaderLine(line.clone()))?;
+            let name = name.trim_end();
+            if !is_token(name) {
+                return Err(ParseError::HeaderLine(line.clone()));
+            }
+            headers.push(Header {
+                name: name.to_string(),
+                value: value.trim().to_string(),
+            });
+        }
+        let mut msg = SipMessage {
+            start,
+            headers,
+            body: Bytes::new(),
+        };
+        let rest = &buf[end..];
+        let body_len = match msg.header("Content-Length") {
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| ParseError::ContentLength(v.to_string()))?,
+            None => rest.len(),
+        };
+        if rest.len() < body_len {
+            return Err(ParseError::ShortBody {
+                have: rest.len(),
+                want: body_len,
+            });
+        }
+        msg.body = Bytes::copy_from_slice(&rest[..body_len]);
+        Ok(msg)
+    }
+
+    pub fn request(method: &str, uri: &str) -> Self {
+        SipMessage {
+            start: StartLine::Request {
+                method: method.to_string(),
+                uri: uri.to_string(),
+            },
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn response(status: u16, reason: &str) -> Self {
+        SipMessage {
+            start: StartLine::Response {
+                status,
+                reason: reason.to_string(),
+            },
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    pub fn request_uri(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { status, .. } => Some(*status),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// First value of a header (full or compact name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| name_is(&h.name, name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every value of a header, comma-separated lists split into their elements.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|h| name_is(&h.name, name))
+            .flat_map(|h| crate::sip::header::split_list(&h.value))
+            .collect()
+    }
+
+    pub fn push_header(&mut self, name: &str, value: impl Into<String>) {
+        self.headers.push(Header {
+            name: name.to_string(),
+            value: value.into(),
+        });
+    }
+
+    pub fn remove_header(&mut self, name: &str) {
+        self.headers.retain(|h| !name_is(&h.name, name));
+    }
+
+    /// Replace all occurrences of a header with one value (appended if absent).
+    pub fn set_header(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        if let Some(pos) = self.headers.iter().position(|h| name_is(&h.name, name)) {
+            self.headers[pos] = Header {
+                name: name.to_string(),
+                value,
+            };
+            let mut i = 0;
+            self.headers.retain(|h| {
+                i += 1;
+                i - 1 == pos || !name_is(&h.name, name)
+            });
+        } else {
+            self.push_header(name, value);
+        }
+    }
+
+    /// Set the body and a matching Content-Length.
+    pub fn set_body(&mut self, body: Bytes) {
+        self.set_header("Content-Length", body.len().to_string());
+        self.body = body;
+    }
+
+    pub fn call_id(&self) -> Option<&str> {
+        self.header("Call-ID")
+    }
+
+    pub fn cseq(&self) -> Option<(u32, String)> {
+        crate::sip::header::parse_cseq(self.header("CSeq")?)
+    }
+
+    pub fn top_via(&self) -> Option<crate::sip::Via> {
+        crate::sip::Via::parse(self.header_values("Via").first()?)
+    }
+
+    pub fn from_tag(&self) -> Option<String> {
+        crate::sip::NameAddr::parse(self.header("From")?)?.tag()
+    }
+
+    pub fn to_tag(&self) -> Option<String> {
+        crate::sip::NameAddr::parse(self.header("To")?)?.tag()
+    }
+
+    pub fn content_type(&self) -> Option<&str> {
+        self.header("Content-Type")
+    }
+
+    /// The wire form. Content-Length is written as stored; builders keep it
+    /// right through [`SipMessage::set_body`].
+    pub fn to_bytes(&self) -> Bytes {
+        let mut s = String::with_capacity(256 + self.headers.len() * 48);
+        match &self.start {
+            StartLine::Request { method, uri } => {
+                let _ = write!(s, "{method} {uri} SIP/2.0\r\n");
+            }
+            StartLine::Response { status, reason } => {
+                let _ = write!(s, "SIP/2.0 {status} {reason}\r\n");
+            }
+        }
+        for h in &self.headers {
+            s.push_str(&h.name);
+            s.push_str(": ");
+            s.push_str(&h.value);
+            s.push_str("\r\n");
+        }
+        s.push_str("\r\n");
+        let mut out = Vec::with_capacity(s.len() + self.body.len());
+        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(&self.body);
+        Bytes::from(out)
+    }
+
+    /// A short description for logs: method or status, and CSeq.
+    pub fn summary(&self) -> String {
+        let cseq = self.header("CSeq").unwrap_or("-");
+        match &self.start {
+            StartLine::Request { method, uri } => format!("{method} {uri} (CSeq {cseq})"),
+            StartLine::Response { status, reason } => format!("{status} {reason} (CSeq {cseq})"),
+        }
+    }
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+    let bad = || ParseError::StartLine(line.chars().take(120).collect());
+    if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        if code.len() != 3 {
+            return Err(bad());
+        }
+        let status: u16 = code.parse().map_err(|_| bad())?;
+        if !(100..=699).contains(&status) {
+            return Err(bad());
+        }
+        return Ok(StartLine::Response {
+            status,
+            reason: reason.to_string(),
+        });
+    }
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    if !is_token(method) || uri.is_empty() || !version.eq_ignore_ascii_case("SIP/2.0") {
+        return Err(bad());
+    }
+    Ok(StartLine::Request {
+        method: method.to_string(),
+        uri: uri.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\
+        v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1, SIP/2.0/TCP 10.0.0.2;branch=z9hG4bK2\r\n\
+        Via: SIP/2.0/UDP 10.0.0.3;branch=z9hG4bK3\r\n\
+        f: \"Alice\" <sip:alice@example.com>;tag=a1\r\n\
+        t: <sip:bob@example.com>\r\n\
+        i: call-1@10.0.0.1\r\n\
+        CSeq: 7 INVITE\r\n\
+        Subject: I know you're there,\r\n   pick up the phone\r\n\
+        X-Unknown: kept , as is\r\n\
+        l: 4\r\n\r\nabcdEXTRA";
+
+    fn parse(s: &str) -> Result<SipMessage, ParseError> {
+        SipMessage::parse(s.as_bytes(), ParseLimits::default())
+    }
+
+    #[test]
+    fn parses_compact_forms_folding_and_lists() {
+        let m = parse(INVITE).unwrap();
+        assert_eq!(m.method(), Some("INVITE"));
+        assert_eq!(m.call_id(), Some("call-1@10.0.0.1"));
+        assert_eq!(m.header_values("Via").len(), 3);
+        assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK1"));
+        assert_eq!(m.from_tag().as_deref(), Some("a1"));
+        assert_eq!(m.to_tag(), None);
+        assert_eq!(m.cseq(), Some((7, "INVITE".to_string())));
+        assert_eq!(
+            m.header("Subject"),
+            Some("I know you're there, pick up the phone")
+        );
+        assert_eq!(m.header("X-Unknown"), Some("kept , as is"));
+        assert_eq!(&m.body[..], b"abcd", "bytes beyond Content-Length dropped");
+    }
+
+    #[test]
+    fn extension_method_is_a_request() {
+        let m = parse("ADDUSER sip:x@y SIP/2.0\r\nCall-ID: 1\r\n\r\n").unwrap();
+        assert_eq!(m.method(), Some("ADDUSER"));
+    }
+
+    #[test]
+    fn round_trip_keeps_unknown_headers() {
+        let m = parse(INVITE).unwrap();
+        let again = SipMessage::parse(&m.to_bytes(), ParseLimits::default()).unwrap();
+        assert_eq!(m, again);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(
+            parse("INVITE sip:x SIP/2.0\r\n"),
+            Err(ParseError::NoHeaderEnd)
+        );
+        assert!(matches!(
+            parse("INVITE  sip:x SIP/2.0\r\n\r\n"),
+            Err(ParseError::StartLine(_))
+        ));
+        assert!(matches!(
+            parse("SIP/2.0 99 Low\r\n\r\n"),
+            Err(ParseError::StartLine(_))
+        ));
+        assert!(matches!(
+            parse("INVITE sip:x SIP/2.0\r\nNoColon\r\n\r\n"),
+            Err(ParseError::HeaderLine(_))
+        ));
+        assert!(matches!(
+            parse("INVITE sip:x SIP/2.0\r\nContent-Length: -1\r\n\r\n"),
+            Err(ParseError::ContentLength(_))
+        ));
+        assert_eq!(
+            parse("INVITE sip:x SIP/2.0\r\nContent-Length: 10\r\n\r\nabc"),
+            Err(ParseError::ShortBody { have: 3, want: 10 })
+        );
+        let many: String = (0..5).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let limits = ParseLimits { max_headers: 4 };
+        assert_eq!(
+            SipMessage::parse(
+                format!("OPTIONS sip:x SIP/2.0\r\n{many}\r\n").as_bytes(),
+                limits
+            ),
+            Err(ParseError::TooManyHeaders(4))
+        );
+    }
+
+    #[test]
+    fn set_header_replaces_every_occurrence_once() {
+        let mut m = parse(INVITE).unwrap();
+        m.set_header("Via", "SIP/2.0/UDP 1.1.1.1;branch=z9hG4bKnew");
+        assert_eq!(m.header_values("Via").len(), 1);
+        m.set_body(Bytes::from_static(b"hello"));
+        assert_eq!(m.header("Content-Length"), Some("5"));
+    }
+}

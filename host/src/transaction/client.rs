@@ -1,0 +1,190 @@
+//! Client transactions (RFC 3261 sections 17.1.1 and 17.1.2).
+
+use super::{Action, Timer, TimerConfig};
+use crate::sip::SipMessage;
+use bytes::Bytes;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// "Calling" for INVITE, "Trying" for non-INVITE.
+    Calling,
+    Proceeding,
+    Completed,
+    Accepted,
+    Terminated,
+}
+
+#[derive(Debug)]
+pub struct ClientTx {
+    invite: bool,
+    state: ClientState,
+    request: SipMessage,
+    wire: Bytes,
+    reliable: bool,
+    interval: Duration,
+    cfg: TimerConfig,
+    ack: Option<Bytes>,
+}
+
+impl ClientTx {
+    /// Start a transaction for `request`; the first action sends it.
+    pub fn start(request: SipMessage, reliable: bool, cfg: TimerConfig) -> (Self, Vec<Action>) {
+        let invite = request.method().is_some_and(super::is_invite);
+        let wire = request.to_bytes();
+        let tx = ClientTx {
+            invite,
+            state: ClientState::Calling,
+            request,
+            wire: wire.clone(),
+            reliable,
+            interval: cfg.t1,
+            cfg,
+            ack: None,
+        };
+        let mut actions = vec![Action::Send(wire)];
+        if !reliable {
+            actions.push(Action::Schedule(
+                if invite { Timer::A } else { Timer::E },
+                cfg.t1,
+            ));
+        }
+        actions.push(Action::Schedule(
+            if invite { Timer::B } else { Timer::F },
+            cfg.t64(),
+        ));
+        (tx, actions)
+    }
+
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    pub fn request(&self) -> &SipMessage {
+        &self.request
+    }
+
+    pub fn on_response(&mut self, resp: SipMessage) -> Vec<Action> {
+        let Some(status) = resp.status() else {
+            return Vec::new();
+        };
+        use ClientState::*;
+        match (self.invite, self.state, status) {
+            (_, Calling | Proceeding, 100..=199) => {
+                self.state = Proceeding;
+                vec![Action::Deliver(resp)]
+            }
+            (true, Calling | Proceeding, 200..=299) => {
+                self.state = Accepted;
+                vec![
+                    Action::Schedule(Timer::M, self.cfg.t64()),
+                    Action::Deliver(resp),
+                ]
+            }
+            // Retransmitted 2xx: the dialog layer re-sends its ACK.
+            (true, Accepted, 200..=299) => vec![Action::Deliver(resp)],
+            (true, Calling | Proceeding, _) => {
+                self.state = Completed;
+                let ack = build_ack(&self.request, &resp).to_bytes();
+                self.ack = Some(ack.clone());
+                let wait = if self.reliable {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(32)
+                };
+                vec![
+                    Action::Send(ack),
+                    Action::Schedule(Timer::D, wait),
+                    Action::Deliver(resp),
+                ]
+            }
+            (true, Completed, 300..=699) => {
+                self.ack.clone().map(Action::Send).into_iter().collect()
+            }
+            (false, Calling | Proceeding, _) => {
+                self.state = Completed;
+                let wait = if self.reliable {
+                    Duration::ZERO
+                } else {
+                    self.cfg.t4
+                };
+                vec![Action::Schedule(Timer::K, wait), Action::Deliver(resp)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn on_timer(&mut self, timer: Timer) -> Vec<Action> {
+        use ClientState::*;
+        match (timer, self.state) {
+            (Timer::A, Calling) => {
+                self.interval *= 2;
+                vec![
+                    Action::Send(self.wire.clone()),
+                    Action::Schedule(Timer::A, self.interval),
+                ]
+            }
+            (Timer::E, Calling | Proceeding) => {
+                self.interval = if self.state == Proceeding {
+                    self.cfg.t2
+                } else {
+                    (self.interval * 2).min(self.cfg.t2)
+                };
+                vec![
+                    Action::Send(self.wire.clone()),
+                    Action::Schedule(Timer::E, self.interval),
+                ]
+            }
+            (Timer::B, Calling) | (Timer::F, Calling | Proceeding) => self.terminate_with_timeout(),
+            (Timer::D | Timer::K, Completed) | (Timer::M, Accepted) => {
+                self.state = Terminated;
+                vec![Action::Terminated]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The transport could not deliver the request (RFC 3261 section 17.1.4).
+    pub fn on_transport_error(&mut self) -> Vec<Action> {
+        if matches!(self.state, ClientState::Calling | ClientState::Proceeding) {
+            self.terminate_with_timeout()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn terminate_with_timeout(&mut self) -> Vec<Action> {
+        self.state = ClientState::Terminated;
+        vec![Action::Timeout, Action::Terminated]
+    }
+}
+
+/// ACK for a non-2xx final response (RFC 3261 section 17.1.1.3): same
+/// Request-URI, Call-ID, From, top Via and Route as the INVITE; To from the response.
+pub fn build_ack(invite: &SipMessage, resp: &SipMessage) -> SipMessage {
+    let mut ack = SipMessage::request("ACK", invite.request_uri().unwrap_or_default());
+    if let Some(via) = invite.header_values("Via").first() {
+        ack.push_header("Via", *via);
+    }
+    for name in ["Max-Forwards", "From"] {
+        if let Some(v) = invite.header(name) {
+            ack.push_header(name, v);
+        }
+    }
+    let to = resp
+        .header("To")
+        .or_else(|| invite.header("To"))
+        .unwrap_or_default();
+    ack.push_header("To", to);
+    if let Some(v) = invite.call_id() {
+        ack.push_header("Call-ID", v);
+    }
+    if let Some((n, _)) = invite.cseq() {
+        ack.push_header("CSeq", format!("{n} ACK"));
+    }
+    for route in invite.header_values("Route") {
+        ack.push_header("Route", route);
+    }
+    ack.set_body(Bytes::new());
+    ack
+}
