@@ -4,6 +4,18 @@
 //! [`transaction`] (RFC 3261 section 17), [`dialog`] and [`b2bua`] (the call
 //! model), [`core`] (the event loop that ties them together).
 
+pub mod b2bua;
+pub mod config;
+pub mod core;
+pub mod demo;
+pub mod dialog;
+pub mod forward;
+pub mod host;
+pub mod logging;
+pub mod metrics;
+pub mod routing;
 pub mod sip;
 pub mod timers;
 pub mod transaction;
+pub mod transport;
+pub mod ua;

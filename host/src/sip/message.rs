@@ -107,6 +107,29 @@ impl SipMessage {
     /// Parse one complete message (datagram or framed stream message).
     /// Bytes beyond Content-Length are discarded (RFC 3261 section 18.3).
     pub fn parse(buf: &[u8], limits: ParseLimits) -> Result<Self, ParseError> {
+        let (mut msg, end) = Self::parse_head(buf, limits)?;
+        let rest = &buf[end..];
+        let body_len = match msg.header("Content-Length") {
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| ParseError::ContentLength(v.to_string()))?,
+            None => rest.len(),
+        };
+        if rest.len() < body_len {
+            return Err(ParseError::ShortBody {
+                have: rest.len(),
+                want: body_len,
+            });
+        }
+        msg.body = Bytes::copy_from_slice(&rest[..body_len]);
+        Ok(msg)
+    }
+
+    /// Parse the start line and headers only; the body is left empty. Used to
+    /// answer 400 to a request whose body framing is wrong. Returns the message
+    /// and the offset where the body starts.
+    pub fn parse_head(buf: &[u8], limits: ParseLimits) -> Result<(Self, usize), ParseError> {
         let end = header_end(buf).ok_or(ParseError::NoHeaderEnd)?;
         let head = std::str::from_utf8(&buf[..end]).map_err(|_| ParseError::NotUtf8)?;
         let mut lines: Vec<String> = Vec::new();
@@ -148,27 +171,12 @@ impl SipMessage {
                 value: value.trim().to_string(),
             });
         }
-        let mut msg = SipMessage {
+        let msg = SipMessage {
             start,
             headers,
             body: Bytes::new(),
         };
-        let rest = &buf[end..];
-        let body_len = match msg.header("Content-Length") {
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| ParseError::ContentLength(v.to_string()))?,
-            None => rest.len(),
-        };
-        if rest.len() < body_len {
-            return Err(ParseError::ShortBody {
-                have: rest.len(),
-                want: body_len,
-            });
-        }
-        msg.body = Bytes::copy_from_slice(&rest[..body_len]);
-        Ok(msg)
+        Ok((msg, end))
     }
 
     pub fn request(method: &str, uri: &str) -> Self {

@@ -12,8 +12,8 @@
 mod client;
 mod server;
 
-pub use client::ClientTx;
-pub use server::ServerTx;
+pub use client::{ClientState, ClientTx};
+pub use server::{ServerState, ServerTx};
 
 use crate::sip::SipMessage;
 use bytes::Bytes;

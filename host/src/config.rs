@@ -1,0 +1,329 @@
+//! The host's TOML configuration: defaults for everything, validated on load
+//! with errors that name the offending key.
+
+use crate::transaction::TimerConfig;
+use crate::transport::{Limits, Proto, Target};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("invalid `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: ListenConfig,
+    pub core: CoreConfig,
+    pub timers: TimersConfig,
+    pub limits: LimitsConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// UDP listen addresses, e.g. `["0.0.0.0:5060", "[::]:5060"]`.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    pub tcp: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreConfig {
+    /// The operator's SIP core next hop (`ip:port`).
+    pub address: SocketAddr,
+    /// `udp` or `tcp`.
+    pub transport: String,
+    /// Addresses that identify requests coming *from* the core: `ip` or
+    /// `ip:port`. Empty means the next hop address itself.
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimersConfig {
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_message_bytes: usize,
+    pub max_headers: usize,
+    /// New calls beyond this many active calls are refused with 503.
+    pub max_calls: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Prometheus endpoint, e.g. `127.0.0.1:9090`; none when absent.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `escalator_host=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// How long to let transactions finish after SIGTERM.
+    pub grace_ms: u64,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        let a: SocketAddr = ([127, 0, 0, 1], 5060).into();
+        ListenConfig {
+            udp: vec![a],
+            tcp: vec![a],
+        }
+    }
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            address: ([127, 0, 0, 1], 5070).into(),
+            transport: "udp".into(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+impl Default for TimersConfig {
+    fn default() -> Self {
+        let d = TimerConfig::default();
+        TimersConfig {
+            t1_ms: d.t1.as_millis() as u64,
+            t2_ms: d.t2.as_millis() as u64,
+            t4_ms: d.t4.as_millis() as u64,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = Limits::default();
+        LimitsConfig {
+            max_message_bytes: d.max_message_bytes,
+            max_headers: d.max_headers,
+            max_calls: 1_000_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "human".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_ms: 32_000 }
+    }
+}
+
+/// One entry of `core.sources`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceMatch {
+    Ip(IpAddr),
+    Addr(SocketAddr),
+}
+
+impl SourceMatch {
+    pub fn matches(&self, addr: SocketAddr) -> bool {
+        match self {
+            SourceMatch::Ip(ip) => addr.ip() == *ip,
+            SourceMatch::Addr(a) => addr == *a,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.udp.is_empty() && self.listen.tcp.is_empty() {
+            return Err(invalid(
+                "listen",
+                "at least one udp or tcp address is needed",
+            ));
+        }
+        let proto = self.core_proto()?;
+        let has = match proto {
+            Proto::Udp => !self.listen.udp.is_empty(),
+            Proto::Tcp => !self.listen.tcp.is_empty(),
+        };
+        if !has {
+            return Err(invalid(
+                "core.transport",
+                format!("{proto} needs a listen.{proto} address"),
+            ));
+        }
+        self.core_sources()?;
+        let t = &self.timers;
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
+            return Err(invalid("timers", "need 0 < t1_ms <= t2_ms and t4_ms > 0"));
+        }
+        if self.limits.max_message_bytes < 1024 || self.limits.max_message_bytes > 1 << 20 {
+            return Err(invalid(
+                "limits.max_message_bytes",
+                "must be 1024..=1048576",
+            ));
+        }
+        if self.limits.max_headers < 16 {
+            return Err(invalid("limits.max_headers", "must be at least 16"));
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return Err(invalid("log.format", "must be \"human\" or \"json\""));
+        }
+        Ok(())
+    }
+
+    pub fn core_proto(&self) -> Result<Proto, ConfigError> {
+        Proto::from_name(&self.core.transport)
+            .ok_or_else(|| invalid("core.transport", "must be \"udp\" or \"tcp\""))
+    }
+
+    pub fn core_target(&self) -> Target {
+        Target {
+            proto: self.core_proto().unwrap_or(Proto::Udp),
+            addr: self.core.address,
+            conn: None,
+        }
+    }
+
+    pub fn core_sources(&self) -> Result<Vec<SourceMatch>, ConfigError> {
+        if self.core.sources.is_empty() {
+            return Ok(vec![SourceMatch::Addr(self.core.address)]);
+        }
+        self.core
+            .sources
+            .iter()
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .map(SourceMatch::Addr)
+                    .or_else(|_| s.parse::<IpAddr>().map(SourceMatch::Ip))
+                    .map_err(|_| invalid("core.sources", format!("{s:?} is not an ip or ip:port")))
+            })
+            .collect()
+    }
+
+    pub fn timer_config(&self) -> TimerConfig {
+        TimerConfig {
+            t1: Duration::from_millis(self.timers.t1_ms),
+            t2: Duration::from_millis(self.timers.t2_ms),
+            t4: Duration::from_millis(self.timers.t4_ms),
+        }
+    }
+
+    pub fn transport_limits(&self) -> Limits {
+        Limits {
+            max_message_bytes: self.limits.max_message_bytes,
+            max_headers: self.limits.max_headers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.listen.udp, vec!["127.0.0.1:5060".parse().unwrap()]);
+        assert_eq!(c.timer_config(), TimerConfig::default());
+        assert_eq!(c.limits.max_message_bytes, 65536);
+        assert_eq!(
+            c.core_sources().unwrap(),
+            vec![SourceMatch::Addr("127.0.0.1:5070".parse().unwrap())]
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = Config::parse("[core]\naddress = \"127.0.0.1:5070\"\nnext_hop = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("next_hop"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let e = Config::parse("[core]\ntransport = \"sctp\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("core.transport"), "{e}");
+        let e = Config::parse("[listen]\ntcp = []\n[core]\ntransport = \"tcp\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("core.transport"), "{e}");
+        let e = Config::parse("[timers]\nt1_ms = 5000\nt2_ms = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("timers"), "{e}");
+        let e = Config::parse("[core]\nsources = [\"nope\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("core.sources"), "{e}");
+    }
+
+    #[test]
+    fn sources_match_ip_or_exact_address() {
+        let c = Config::parse("[core]\nsources = [\"10.0.0.1\", \"10.0.0.2:5060\"]\n").unwrap();
+        let s = c.core_sources().unwrap();
+        assert!(s[0].matches("10.0.0.1:40000".parse().unwrap()));
+        assert!(s[1].matches("10.0.0.2:5060".parse().unwrap()));
+        assert!(!s[1].matches("10.0.0.2:5061".parse().unwrap()));
+    }
+}

@@ -1,0 +1,283 @@
+//! Pure rewriting of messages between the two legs of a call.
+
+use crate::sip::message::name_is;
+use crate::sip::uri::host_port;
+use crate::sip::{NameAddr, SipMessage, SipUri, Via};
+use crate::transport::Proto;
+use bytes::Bytes;
+use std::net::SocketAddr;
+
+/// Headers each leg owns; they are built per leg and never copied across.
+const PER_LEG: &[&str] = &[
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Contact",
+    "Record-Route",
+    "Route",
+    "Max-Forwards",
+    "Content-Length",
+];
+
+/// Methods whose requests and 1xx/2xx responses carry our Contact (they set
+/// or refresh the remote target). For others a Contact passes through.
+pub fn sets_target(method: &str) -> bool {
+    matches!(
+        method,
+        "INVITE" | "UPDATE" | "SUBSCRIBE" | "NOTIFY" | "REFER"
+    )
+}
+
+/// Copy end-to-end headers and the body byte for byte. `keep_contact` copies
+/// the Contact too (REGISTER bindings, 3xx targets).
+pub fn copy_end_to_end(from: &SipMessage, to: &mut SipMessage, keep_contact: bool) {
+    for h in &from.headers {
+        let owned = PER_LEG.iter().any(|n| name_is(&h.name, n));
+        if !owned || (keep_contact && name_is(&h.name, "Contact")) {
+            to.headers.push(h.clone());
+        }
+    }
+    to.set_body(from.body.clone());
+}
+
+/// Max-Forwards for the forwarded request; `None` when it reached zero.
+pub fn next_max_forwards(req: &SipMessage) -> Option<u32> {
+    match req.header("Max-Forwards") {
+        None => Some(70),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(0) => None,
+            Ok(n) => Some(n - 1),
+            Err(_) => Some(70),
+        },
+    }
+}
+
+pub fn via_value(proto: Proto, local: SocketAddr, branch: &str) -> String {
+    format!(
+        "SIP/2.0/{} {};branch={branch};rport",
+        proto.via_name(),
+        host_port(local)
+    )
+}
+
+pub fn contact_value(proto: Proto, local: SocketAddr) -> String {
+    match proto {
+        Proto::Udp => format!("<sip:{}>", host_port(local)),
+        Proto::Tcp => format!("<sip:{};transport=tcp>", host_port(local)),
+    }
+}
+
+/// A response to `request` with its Via, From, To, Call-ID and CSeq; `to_tag`
+/// is added when the request's To has none (RFC 3261 section 8.2.6.2).
+pub fn response_to(
+    request: &SipMessage,
+    status: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+) -> SipMessage {
+    let mut r = SipMessage::response(status, reason);
+    for v in request.header_values("Via") {
+        r.push_header("Via", v);
+    }
+    if let Some(v) = request.header("From") {
+        r.push_header("From", v);
+    }
+    if let Some(v) = request.header("To") {
+        let to = match (NameAddr::parse(v), to_tag) {
+            (Some(na), Some(tag)) if na.tag().is_none() && status > 100 => {
+                na.with_tag(tag).to_string()
+            }
+            _ => v.to_string(),
+        };
+        r.push_header("To", to);
+    }
+    for name in ["Call-ID", "CSeq"] {
+        if let Some(v) = request.header(name) {
+            r.push_header(name, v);
+        }
+    }
+    r.set_body(Bytes::new());
+    r
+}
+
+/// The standard reason phrase for a status code.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        416 => "Unsupported URI Scheme",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        487 => "Request Terminated",
+        500 => "Server Internal Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        513 => "Message Too Large",
+        _ => "Unknown",
+    }
+}
+
+/// Check what a request must carry before a transaction can be made of it.
+pub fn validate_request(m: &SipMessage) -> Result<(), String> {
+    let method = m.method().ok_or("not a request")?;
+    let via = m.top_via().ok_or("missing or malformed Via")?;
+    if via.branch().is_none_or(str::is_empty) {
+        return Err("Via without branch".into());
+    }
+    validate_common(m)?;
+    let (_, cseq_method) = m.cseq().ok_or("malformed CSeq")?;
+    if cseq_method != method {
+        return Err("CSeq method does not match the request".into());
+    }
+    if let Some(mf) = m.header("Max-Forwards") {
+        mf.trim()
+            .parse::<u32>()
+            .map_err(|_| "malformed Max-Forwards".to_string())?;
+    }
+    if let Some(uri) = m.request_uri() {
+        if uri.starts_with("sip:") || uri.starts_with("sips:") {
+            SipUri::parse(uri).ok_or("malformed Request-URI")?;
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_response(m: &SipMessage) -> Result<(), String> {
+    m.top_via()
+        .and_then(|v: Via| v.branch().map(str::to_string))
+        .ok_or("missing Via branch")?;
+    validate_common(m)?;
+    m.cseq().ok_or("malformed CSeq")?;
+    Ok(())
+}
+
+fn validate_common(m: &SipMessage) -> Result<(), String> {
+    for name in ["From", "To"] {
+        let v = m.header(name).ok_or(format!("missing {name}"))?;
+        NameAddr::parse(v).ok_or(format!("malformed {name}"))?;
+    }
+    if m.call_id().is_none_or(|c| c.trim().is_empty()) {
+        return Err("missing Call-ID".into());
+    }
+    Ok(())
+}
+
+/// Strip the tag from a From/To value: the leg's address without its dialog id.
+pub fn without_tag(value: &str) -> Option<NameAddr> {
+    let mut na = NameAddr::parse(value)?;
+    na.remove_param("tag");
+    Some(na)
+}
+
+/// URI of the first Contact, if any.
+pub fn contact_uri(m: &SipMessage) -> Option<String> {
+    m.header_values("Contact")
+        .first()
+        .and_then(|c| NameAddr::parse(c))
+        .map(|n| n.uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::ParseLimits;
+
+    fn msg(s: &str) -> SipMessage {
+        SipMessage::parse(s.as_bytes(), ParseLimits::default()).unwrap()
+    }
+
+    const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa, SIP/2.0/UDP 10.0.0.0;branch=z9hG4bKb\r\n\
+        Max-Forwards: 5\r\n\
+        From: <sip:alice@example.com>;tag=fa\r\n\
+        To: <sip:bob@example.com>\r\n\
+        Call-ID: c@10.0.0.1\r\n\
+        CSeq: 1 INVITE\r\n\
+        Contact: <sip:alice@10.0.0.1>\r\n\
+        Record-Route: <sip:p;lr>\r\n\
+        User-Agent: Old/1.0\r\n\
+        Accept-Contact: *;+g.oma.sip-im\r\n\
+        Content-Type: application/sdp\r\n\
+        Content-Length: 3\r\n\r\nv=0";
+
+    #[test]
+    fn copies_end_to_end_headers_and_body_only() {
+        let src = msg(INVITE);
+        let mut out = SipMessage::request("INVITE", "sip:bob@example.com");
+        copy_end_to_end(&src, &mut out, false);
+        let names: Vec<_> = out.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "User-Agent",
+                "Accept-Contact",
+                "Content-Type",
+                "Content-Length"
+            ]
+        );
+        assert_eq!(&out.body[..], b"v=0");
+        let mut out = SipMessage::request("REGISTER", "sip:r");
+        copy_end_to_end(&src, &mut out, true);
+        assert_eq!(out.header("Contact"), Some("<sip:alice@10.0.0.1>"));
+    }
+
+    #[test]
+    fn max_forwards_decrements_and_stops_at_zero() {
+        assert_eq!(next_max_forwards(&msg(INVITE)), Some(4));
+        let zero = INVITE.replace("Max-Forwards: 5", "Max-Forwards: 0");
+        assert_eq!(next_max_forwards(&msg(&zero)), None);
+    }
+
+    #[test]
+    fn response_echoes_vias_and_adds_to_tag() {
+        let r = response_to(&msg(INVITE), 486, "Busy Here", Some("tt"));
+        assert_eq!(r.header_values("Via").len(), 2);
+        assert_eq!(r.to_tag().as_deref(), Some("tt"));
+        assert_eq!(r.cseq(), Some((1, "INVITE".into())));
+        let trying = response_to(&msg(INVITE), 100, "Trying", Some("tt"));
+        assert_eq!(trying.to_tag(), None, "100 carries no tag");
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        assert!(validate_request(&msg(INVITE)).is_ok());
+        let no_callid = INVITE.replace("Call-ID: c@10.0.0.1\r\n", "");
+        assert_eq!(
+            validate_request(&msg(&no_callid)),
+            Err("missing Call-ID".into())
+        );
+        let bad_cseq = INVITE.replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
+        assert!(validate_request(&msg(&bad_cseq))
+            .unwrap_err()
+            .contains("CSeq"));
+        let no_branch = INVITE.replace(";branch=z9hG4bKa", "");
+        assert_eq!(
+            validate_request(&msg(&no_branch)),
+            Err("Via without branch".into())
+        );
+        let bad_mf = INVITE.replace("Max-Forwards: 5", "Max-Forwards: x");
+        assert!(validate_request(&msg(&bad_mf)).is_err());
+    }
+
+    #[test]
+    fn via_and_contact_forms() {
+        let v6: SocketAddr = "[::1]:5060".parse().unwrap();
+        assert_eq!(
+            via_value(Proto::Tcp, v6, "z9hG4bKx"),
+            "SIP/2.0/TCP [::1]:5060;branch=z9hG4bKx;rport"
+        );
+        assert_eq!(
+            contact_value(Proto::Tcp, v6),
+            "<sip:[::1]:5060;transport=tcp>"
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! Metric names and helpers; exported by the Prometheus endpoint.
+
+use crate::sip::SipMessage;
+use crate::transport::Proto;
+
+pub const MESSAGES_IN: &str = "escalator_sip_messages_in_total";
+pub const MESSAGES_OUT: &str = "escalator_sip_messages_out_total";
+pub const PARSE_ERRORS: &str = "escalator_sip_parse_errors_total";
+pub const SEND_FAILURES: &str = "escalator_sip_send_failures_total";
+pub const CALLS_ACTIVE: &str = "escalator_calls_active";
+pub const TRANSACTIONS_ACTIVE: &str = "escalator_transactions_active";
+
+fn labels(msg: &SipMessage) -> (&'static str, String) {
+    match msg.method() {
+        Some(method) => ("request", known_method(method).to_string()),
+        None => (
+            "response",
+            format!(
+                "{}:{}",
+                msg.status().unwrap_or(0),
+                msg.cseq()
+                    .map(|c| known_method(&c.1).to_string())
+                    .unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+/// Bound label cardinality: extension methods are counted as "other".
+fn known_method(m: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+    ];
+    KNOWN.iter().find(|k| **k == m).copied().unwrap_or("other")
+}
+
+pub fn count_in(msg: &SipMessage) {
+    let (kind, what) = labels(msg);
+    metrics::counter!(MESSAGES_IN, "kind" => kind, "what" => what).increment(1);
+}
+
+pub fn count_out(msg: &SipMessage) {
+    let (kind, what) = labels(msg);
+    metrics::counter!(MESSAGES_OUT, "kind" => kind, "what" => what).increment(1);
+}
+
+pub fn parse_error(proto: Proto) {
+    metrics::counter!(PARSE_ERRORS, "transport" => proto.to_string()).increment(1);
+}
+
+/// Install the Prometheus exporter with its HTTP listener.
+pub fn install_exporter(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| anyhow::anyhow!("metrics endpoint {addr}: {e}"))
+}

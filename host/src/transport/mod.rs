@@ -1,0 +1,287 @@
+//! UDP and TCP transports on tokio. Messages are framed and parsed in the I/O
+//! tasks (so parsing runs on every core) and handed to the core as events.
+
+mod tcp;
+mod udp;
+
+use crate::sip::framing::FramingError;
+use crate::sip::message::ParseLimits;
+use crate::sip::{ParseError, SipMessage};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+impl Proto {
+    pub fn is_reliable(self) -> bool {
+        self == Proto::Tcp
+    }
+
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Proto::Udp => "UDP",
+            Proto::Tcp => "TCP",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Proto> {
+        match s.to_ascii_lowercase().as_str() {
+            "udp" => Some(Proto::Udp),
+            "tcp" => Some(Proto::Tcp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        })
+    }
+}
+
+pub type ConnId = u64;
+
+/// Where a message came from, or where one is to be sent. For TCP, `conn`
+/// names the connection (responses go back on the connection of the request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub proto: Proto,
+    pub addr: SocketAddr,
+    pub conn: Option<ConnId>,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.proto, self.addr)
+    }
+}
+
+#[derive(Debug)]
+pub enum InboundError {
+    /// Headers parsed, but the message is still broken (body framing, size).
+    BadMessage {
+        head: Box<SipMessage>,
+        error: String,
+        too_large: bool,
+    },
+    /// Nothing usable could be parsed.
+    Unparseable(String),
+}
+
+#[derive(Debug)]
+pub struct Inbound {
+    pub source: Target,
+    pub local: SocketAddr,
+    pub message: Result<SipMessage, InboundError>,
+}
+
+#[derive(Debug)]
+pub enum TransportEvent {
+    Inbound(Inbound),
+    /// A message could not be sent (TCP connect or write failed).
+    SendFailed {
+        target: Target,
+        token: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 64 * 1024,
+            max_headers: 256,
+        }
+    }
+}
+
+/// Parse one framed message, keeping the headers when only the body is wrong.
+pub fn parse_inbound(data: &[u8], limits: Limits) -> Result<SipMessage, InboundError> {
+    let pl = ParseLimits {
+        max_headers: limits.max_headers,
+    };
+    if data.len() > limits.max_message_bytes {
+        return Err(match SipMessage::parse_head(data, pl) {
+            Ok((head, _)) => InboundError::BadMessage {
+                head: Box::new(head),
+                error: format!("message of {} bytes exceeds limit", data.len()),
+                too_large: true,
+            },
+            Err(e) => {
+                InboundError::Unparseable(format!("oversized message ({} bytes): {e}", data.len()))
+            }
+        });
+    }
+    match SipMessage::parse(data, pl) {
+        Ok(m) => Ok(m),
+        Err(e @ (ParseError::ContentLength(_) | ParseError::ShortBody { .. })) => {
+            match SipMessage::parse_head(data, pl) {
+                Ok((head, _)) => Err(InboundError::BadMessage {
+                    head: Box::new(head),
+                    error: e.to_string(),
+                    too_large: false,
+                }),
+                Err(e) => Err(InboundError::Unparseable(e.to_string())),
+            }
+        }
+        Err(e) => Err(InboundError::Unparseable(e.to_string())),
+    }
+}
+
+pub(crate) fn framing_error(e: FramingError) -> InboundError {
+    InboundError::Unparseable(format!("stream framing: {e}"))
+}
+
+/// A message queued on a TCP connection, with the token to report on failure.
+type Outgoing = (Bytes, Option<u64>);
+
+struct ConnEntry {
+    remote: SocketAddr,
+    writer: mpsc::UnboundedSender<Outgoing>,
+}
+
+#[derive(Default)]
+struct Conns {
+    by_id: HashMap<ConnId, ConnEntry>,
+    by_remote: HashMap<SocketAddr, ConnId>,
+}
+
+pub(crate) struct Shared {
+    udp: Vec<Arc<UdpSocket>>,
+    tcp_local: Vec<SocketAddr>,
+    conns: Mutex<Conns>,
+    next_conn: AtomicU64,
+    events: mpsc::Sender<TransportEvent>,
+    limits: Limits,
+    cancel: CancellationToken,
+}
+
+/// Handle to the transports; cheap to clone.
+#[derive(Clone)]
+pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+impl Transport {
+    /// Bind every listen address and start the receive tasks.
+    pub async fn bind(
+        udp: &[SocketAddr],
+        tcp: &[SocketAddr],
+        limits: Limits,
+        events: mpsc::Sender<TransportEvent>,
+    ) -> std::io::Result<Transport> {
+        let mut udp_sockets = Vec::new();
+        for addr in udp {
+            let s = UdpSocket::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("bind udp {addr}: {e}")))?;
+            udp_sockets.push(Arc::new(s));
+        }
+        let mut listeners = Vec::new();
+        for addr in tcp {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("bind tcp {addr}: {e}")))?;
+            listeners.push(l);
+        }
+        let shared = Arc::new(Shared {
+            tcp_local: listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
+            udp: udp_sockets,
+            conns: Mutex::new(Conns::default()),
+            next_conn: AtomicU64::new(1),
+            events,
+            limits,
+            cancel: CancellationToken::new(),
+        });
+        for s in &shared.udp {
+            tokio::spawn(udp::receive_loop(shared.clone(), s.clone()));
+        }
+        for l in listeners {
+            tokio::spawn(tcp::accept_loop(shared.clone(), l));
+        }
+        Ok(Transport { shared })
+    }
+
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.shared
+            .udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.tcp_local.clone()
+    }
+
+    /// The listening address to advertise (Via, Contact) toward `remote`.
+    pub fn local_addr_for(&self, proto: Proto, remote: SocketAddr) -> Option<SocketAddr> {
+        let addrs = match proto {
+            Proto::Udp => self.udp_addrs(),
+            Proto::Tcp => self.tcp_addrs(),
+        };
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .or(addrs.first())
+            .copied()
+    }
+
+    pub fn supports(&self, proto: Proto) -> bool {
+        match proto {
+            Proto::Udp => !self.shared.udp.is_empty(),
+            Proto::Tcp => !self.shared.tcp_local.is_empty(),
+        }
+    }
+
+    /// Send without waiting. Failures come back as [`TransportEvent::SendFailed`].
+    pub fn send(&self, target: &Target, data: Bytes, token: Option<u64>) {
+        match target.proto {
+            Proto::Udp => udp::send(&self.shared, target, data, token),
+            Proto::Tcp => tcp::send(&self.shared, target, data, token),
+        }
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.shared.conns.lock().map(|c| c.by_id.len()).unwrap_or(0)
+    }
+
+    /// Stop every listener and connection task.
+    pub fn shutdown(&self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+impl Shared {
+    fn report_failure(&self, target: Target, token: Option<u64>) {
+        let _ = self
+            .events
+            .try_send(TransportEvent::SendFailed { target, token });
+    }
+
+    fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}

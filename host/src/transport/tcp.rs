@@ -1,0 +1,168 @@
+use super::{
+    framing_error, parse_inbound, ConnEntry, ConnId, Inbound, Outgoing, Proto, Shared, Target,
+    TransportEvent,
+};
+use crate::sip::framing::Framer;
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shared.cancel.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let id = register(&shared, remote, tx);
+                tokio::spawn(run_connection(shared.clone(), id, stream, remote, rx));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn register(
+    shared: &Shared,
+    remote: SocketAddr,
+    writer: mpsc::UnboundedSender<Outgoing>,
+) -> ConnId {
+    let id = shared.next_conn_id();
+    if let Ok(mut c) = shared.conns.lock() {
+        c.by_id.insert(id, ConnEntry { remote, writer });
+        c.by_remote.insert(remote, id);
+    }
+    id
+}
+
+fn unregister(shared: &Shared, id: ConnId) {
+    if let Ok(mut c) = shared.conns.lock() {
+        if let Some(e) = c.by_id.remove(&id) {
+            if c.by_remote.get(&e.remote) == Some(&id) {
+                c.by_remote.remove(&e.remote);
+            }
+        }
+    }
+}
+
+pub(super) fn send(shared: &Arc<Shared>, target: &Target, data: Bytes, token: Option<u64>) {
+    let existing = shared.conns.lock().ok().and_then(|c| {
+        target
+            .conn
+            .filter(|id| c.by_id.contains_key(id))
+            .or_else(|| c.by_remote.get(&target.addr).copied())
+            .and_then(|id| c.by_id.get(&id).map(|e| e.writer.clone()))
+    });
+    if let Some(writer) = existing {
+        if writer.send((data.clone(), token)).is_ok() {
+            return;
+        }
+    }
+    // Open a connection; messages sent meanwhile queue on its channel.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _ = tx.send((data, token));
+    let id = register(shared, target.addr, tx);
+    let shared = shared.clone();
+    let target = target.clone();
+    tokio::spawn(async move {
+        let connected =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr)).await;
+        match connected {
+            Ok(Ok(stream)) => run_connection(shared, id, stream, target.addr, rx).await,
+            Ok(Err(e)) => fail_queue(&shared, id, &target, rx, &e.to_string()),
+            Err(_) => fail_queue(&shared, id, &target, rx, "connect timed out"),
+        }
+    });
+}
+
+fn fail_queue(
+    shared: &Shared,
+    id: ConnId,
+    target: &Target,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    why: &str,
+) {
+    tracing::warn!(%target, error = why, "tcp connect failed");
+    unregister(shared, id);
+    rx.close();
+    while let Ok((_, token)) = rx.try_recv() {
+        shared.report_failure(target.clone(), token);
+    }
+}
+
+async fn run_connection(
+    shared: Arc<Shared>,
+    id: ConnId,
+    stream: TcpStream,
+    remote: SocketAddr,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(remote);
+    let (mut reader, mut writer) = stream.into_split();
+    let source = Target {
+        proto: Proto::Tcp,
+        addr: remote,
+        conn: Some(id),
+    };
+    let write_shared = shared.clone();
+    let write_target = source.clone();
+    let write_task = tokio::spawn(async move {
+        while let Some((data, token)) = rx.recv().await {
+            if let Err(e) = writer.write_all(&data).await {
+                tracing::warn!(target = %write_target, error = %e, "tcp write failed");
+                write_shared.report_failure(write_target.clone(), token);
+                break;
+            }
+        }
+    });
+    let mut framer = Framer::new(shared.limits.max_message_bytes);
+    let mut buf = vec![0u8; 16 * 1024];
+    'read: loop {
+        let n = tokio::select! {
+            r = reader.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = shared.cancel.cancelled() => break,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            let message = match framer.next_message() {
+                Ok(Some(raw)) => parse_inbound(&raw, shared.limits),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%remote, error = %e, "closing tcp connection");
+                    let ev = TransportEvent::Inbound(Inbound {
+                        source: source.clone(),
+                        local,
+                        message: Err(framing_error(e)),
+                    });
+                    let _ = shared.events.send(ev).await;
+                    break 'read;
+                }
+            };
+            let ev = TransportEvent::Inbound(Inbound {
+                source: source.clone(),
+                local,
+                message,
+            });
+            if shared.events.send(ev).await.is_err() {
+                break 'read;
+            }
+        }
+    }
+    unregister(&shared, id);
+    write_task.abort();
+}

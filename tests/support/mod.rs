@@ -1,0 +1,80 @@
+//! Shared rig for end-to-end tests: a host between alice (client side) and
+//! bob (standing in for the operator's core).
+
+use escalator_host::config::Config;
+use escalator_host::host::{self, HostHandle};
+use escalator_host::transport::Proto;
+use escalator_host::ua::{Ladder, TestUa};
+use std::net::SocketAddr;
+
+pub const SDP_OFFER: &str = escalator_host::demo::SDP_OFFER;
+pub const SDP_ANSWER: &str = escalator_host::demo::SDP_ANSWER;
+
+pub struct Rig {
+    pub host: HostHandle,
+    pub alice: TestUa,
+    pub bob: TestUa,
+    /// Where alice sends (the host's address for alice's transport).
+    pub host_for_alice: SocketAddr,
+    pub ladder: Ladder,
+}
+
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("literal address")
+}
+
+impl Rig {
+    pub async fn new(alice_proto: Proto, bob_proto: Proto) -> Rig {
+        Rig::with(alice_proto, bob_proto, loopback(), |_| {}).await
+    }
+
+    pub async fn with(
+        alice_proto: Proto,
+        bob_proto: Proto,
+        bind: SocketAddr,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Rig {
+        let ladder = Ladder::default();
+        let alice = TestUa::bind("alice", alice_proto, bind, ladder.clone())
+            .await
+            .expect("bind alice");
+        let bob = TestUa::bind("bob", bob_proto, bind, ladder.clone())
+            .await
+            .expect("bind bob");
+        let mut cfg = Config::default();
+        cfg.listen.udp = vec![bind];
+        cfg.listen.tcp = vec![bind];
+        cfg.core.address = bob.addr();
+        cfg.core.transport = bob_proto.to_string();
+        tweak(&mut cfg);
+        let host = host::start(&cfg).await.expect("start host");
+        let host_for_alice = match alice_proto {
+            Proto::Udp => host.udp_addr(),
+            Proto::Tcp => host.tcp_addr(),
+        }
+        .expect("host address");
+        Rig {
+            host,
+            alice,
+            bob,
+            host_for_alice,
+            ladder,
+        }
+    }
+
+    pub fn ladder(&self) -> String {
+        escalator_host::ua::render_ladder(&self.ladder)
+    }
+
+    /// Wait until the host reports `calls` active calls (state settles after
+    /// the last message of a flow is processed).
+    pub async fn wait_calls(&self, calls: usize) -> bool {
+        for _ in 0..100 {
+            if self.host.stats.calls() == calls {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
