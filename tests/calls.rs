@@ -162,7 +162,7 @@ async fn cancel_before_answer_reaches_both_sides() -> R {
     cancel.push_header("CSeq", "1 CANCEL");
     cancel.set_body(bytes::Bytes::new());
     rig.alice.send(rig.host_for_alice, &cancel);
-    let mut got = vec![rig.alice.recv().await?.0, rig.alice.recv().await?.0];
+    let mut got = [rig.alice.recv().await?.0, rig.alice.recv().await?.0];
     got.sort_by_key(|m| m.status());
     assert_eq!(got[0].status(), Some(200));
     assert_eq!(got[0].cseq().unwrap().1, "CANCEL");

@@ -1,1 +1,151 @@
+//! Interop with SIPp (Debian package sip-tester), a peer we did not write:
+//! SIPp's built-in `uac` scenario calls through the host to SIPp's `uas`.
+//! Client side on 127.0.0.1, host on 127.0.0.2, core (uas) on 127.0.0.3.
 
+use escalator_host::config::Config;
+use escalator_host::host;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Command;
+
+const CALLS: u32 = 500;
+
+fn sipp() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("sipp"))
+            .find(|p| p.is_file())
+    });
+    found.expect("sipp not found: install it with `apt-get install -y sip-tester` (.ci/run does)")
+}
+
+/// A port free for both UDP and TCP on `ip`.
+fn free_port(ip: &str) -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind((ip, 0)).expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+struct Outcome {
+    successful: u64,
+    failed: u64,
+    exit_ok: bool,
+    log: String,
+}
+
+/// Read SuccessfulCall(C) and FailedCall(C) from the last line of SIPp's stats CSV.
+fn read_stats(path: &std::path::Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
+    let last: Vec<&str> = lines.last().unwrap_or_default().split(';').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| last.get(i))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (col("SuccessfulCall(C)"), col("FailedCall(C)"))
+}
+
+async fn run_load(transport: &str) -> Outcome {
+    let dir =
+        std::env::temp_dir().join(format!("escalator-sipp-{transport}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let uas_port = free_port("127.0.0.3");
+    let host_port = free_port("127.0.0.2");
+    let uac_port = free_port("127.0.0.1");
+    let mode = if transport == "tcp" { "t1" } else { "u1" };
+
+    let mut cfg = Config::default();
+    let host_addr: SocketAddr = ([127, 0, 0, 2], host_port).into();
+    cfg.listen.udp = vec![host_addr];
+    cfg.listen.tcp = vec![host_addr];
+    cfg.core.address = ([127, 0, 0, 3], uas_port).into();
+    cfg.core.transport = transport.into();
+    cfg.core.sources = vec!["127.0.0.3".into()];
+    let host = host::start(&cfg).await.expect("start host");
+
+    let mut uas = Command::new(sipp())
+        .args(["-sn", "uas", "-i", "127.0.0.3", "-p", &uas_port.to_string()])
+        .args(["-t", mode, "-nostdin", "-m", &CALLS.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sipp uas");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stats = dir.join("uac_stats.csv");
+    let uac = Command::new(sipp())
+        .arg(host_addr.to_string())
+        .args(["-sn", "uac", "-i", "127.0.0.1", "-p", &uac_port.to_string()])
+        .args(["-t", mode, "-nostdin", "-m", &CALLS.to_string()])
+        .args([
+            "-r",
+            "100",
+            "-l",
+            "200",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ])
+        .args(["-trace_stat", "-fd", "1", "-stf"])
+        .arg(&stats)
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), uac)
+        .await
+        .expect("sipp uac finished in time")
+        .expect("run sipp uac");
+    let _ = uas.kill().await;
+    host.shutdown(Duration::from_millis(100)).await;
+    let (successful, failed) = read_stats(&stats);
+    Outcome {
+        successful,
+        failed,
+        exit_ok: out.status.success(),
+        log: format!(
+            "exit {:?}\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout)
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect::<String>(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_uac_to_uas_through_the_host_over_udp() {
+    let o = run_load("udp").await;
+    assert!(o.exit_ok, "sipp uac reported failure:\n{}", o.log);
+    assert_eq!(o.failed, 0, "{}", o.log);
+    assert_eq!(o.successful, CALLS as u64, "{}", o.log);
+    println!("sipp udp: {} successful, {} failed", o.successful, o.failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_uac_to_uas_through_the_host_over_tcp() {
+    let o = run_load("tcp").await;
+    assert!(o.exit_ok, "sipp uac reported failure:\n{}", o.log);
+    assert_eq!(o.failed, 0, "{}", o.log);
+    assert_eq!(o.successful, CALLS as u64, "{}", o.log);
+    println!("sipp tcp: {} successful, {} failed", o.successful, o.failed);
+}

@@ -327,3 +327,18 @@ mod tests {
         assert!(!s[1].matches("10.0.0.2:5061".parse().unwrap()));
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    #[test]
+    fn shipped_example_is_valid_and_matches_defaults() {
+        let text = include_str!("../../examples/escalator.toml");
+        let c = super::Config::parse(text).unwrap();
+        let d = super::Config::default();
+        assert_eq!(c.listen.udp, d.listen.udp);
+        assert_eq!(c.core.address, d.core.address);
+        assert_eq!(c.timer_config(), d.timer_config());
+        assert_eq!(c.limits.max_calls, d.limits.max_calls);
+        assert_eq!(c.shutdown.grace_ms, d.shutdown.grace_ms);
+    }
+}

@@ -1,0 +1,112 @@
+//! The `escalator` binary: demo, run with a config file, metrics endpoint, SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_escalator");
+
+fn free_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+        p
+    } else {
+        free_port()
+    }
+}
+
+#[test]
+fn demo_prints_the_ladder_of_a_complete_call() {
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "alice -> escalator  INVITE",
+        "escalator -> bob        INVITE",
+        "bob -> escalator  200 OK (CSeq 1 INVITE)",
+        "escalator -> alice      200 OK (CSeq 1 INVITE)",
+        "escalator -> bob        ACK",
+        "escalator -> alice      BYE",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[test]
+fn bad_config_is_refused_with_the_key_named() {
+    let dir = std::env::temp_dir().join(format!("escalator-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[core]\ntransport = \"sctp\"\n").unwrap();
+    let out = Command::new(BIN).args(["run", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("core.transport"), "{err}");
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn run_serves_metrics_and_stops_on_sigterm() {
+    let (sip, metrics, core) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("escalator-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("escalator.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\nudp = [\"127.0.0.1:{sip}\"]\ntcp = []\n[core]\naddress = \"127.0.0.1:{core}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[log]\nformat = \"json\"\n[shutdown]\ngrace_ms = 2000\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Garbage, then a request missing its Call-ID: counted as parse errors.
+    let ua = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ua.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let bad = "OPTIONS sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKm\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let start = Instant::now();
+    let mut answered = false;
+    while !answered && start.elapsed() < Duration::from_secs(10) {
+        ua.send_to(bad.as_bytes(), ("127.0.0.1", sip)).unwrap();
+        let mut buf = [0u8; 2048];
+        answered = ua
+            .recv(&mut buf)
+            .map(|n| String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 400"))
+            .unwrap_or(false);
+    }
+    assert!(answered, "host did not answer 400");
+    let page = http_get(metrics, "/metrics").expect("metrics endpoint");
+    assert!(page.contains("escalator_sip_parse_errors_total"), "{page}");
+    assert!(page.contains("escalator_sip_messages_out_total"), "{page}");
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("\"message\":\"stopped\""), "json log with a stop line:\n{log}");
+}
