@@ -159,11 +159,13 @@ impl Core {
             }
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(TransportEvent::Inbound(i)) => self.on_inbound(i),
-                    Some(TransportEvent::SendFailed { target, token }) => self.on_send_failed(target, token),
+                    Some(TransportEvent::Inbound(i)) => self.guarded("inbound", |c| c.on_inbound(i)),
+                    Some(TransportEvent::SendFailed { target, token }) => {
+                        self.guarded("send failure", |c| c.on_send_failed(target, token))
+                    }
                     None => return,
                 },
-                (tx, timer) = self.timers.expired() => self.on_timer(tx, timer),
+                (tx, timer) = self.timers.expired() => self.guarded("timer", |c| c.on_timer(tx, timer)),
                 c = control.recv() => match c {
                     Some(Control::Drain { grace, done }) => {
                         info!(calls = self.model.call_count(), "draining: refusing new calls");
@@ -175,6 +177,28 @@ impl Core {
                 _ = tokio::time::sleep(Duration::from_millis(200)), if drain.is_some() => {}
             }
             self.publish_stats();
+        }
+    }
+
+    /// Run one event handler; a bug that panics costs that event, not every
+    /// call on the host.
+    fn guarded(&mut self, what: &str, handler: impl FnOnce(&mut Self)) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(self)));
+        if let Err(panic) = outcome {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(event = what, panic = %text, "core handler panicked; event dropped");
+            metrics::counter!(m::CORE_PANICS).increment(1);
+        }
+    }
+
+    fn leg_span(&self, leg: Option<LegId>) -> tracing::Span {
+        match leg.and_then(|l| self.model.leg(l)) {
+            Some(l) => tracing::info_span!("call", call = l.call, leg = l.id),
+            None => tracing::Span::none(),
         }
     }
 
@@ -265,7 +289,9 @@ impl Core {
             return;
         }
         let id = self.new_server(msg, source, key);
-        let req = &self.servers[&id].request;
+        let Some(req) = self.servers.get(&id).map(|e| &e.request) else {
+            return;
+        };
         let in_dialog = req.to_tag().is_some();
         let looped = self.is_loop(req);
         let mf = next_max_forwards(req);
@@ -324,9 +350,12 @@ impl Core {
     }
 
     fn out_of_dialog_request(&mut self, sid: u64) {
-        let (req, source) = {
-            let e = &self.servers[&sid];
-            (e.request.clone(), e.source.clone())
+        let Some((req, source)) = self
+            .servers
+            .get(&sid)
+            .map(|e| (e.request.clone(), e.source.clone()))
+        else {
+            return;
         };
         let method = req.method().unwrap_or_default().to_string();
         if self.draining && method == "INVITE" {
@@ -363,10 +392,13 @@ impl Core {
         ) else {
             return self.respond(sid, 400, "Bad Request");
         };
+        let Some(local_tag) = self.servers.get(&sid).map(|e| e.to_tag.clone()) else {
+            return;
+        };
         let call = self.model.new_call();
         let mut a = Dialog {
             call_id: req.call_id().unwrap_or_default().to_string(),
-            local_tag: self.servers[&sid].to_tag.clone(),
+            local_tag,
             remote_tag: req.from_tag(),
             local_uri: to.clone(),
             remote_uri: from.clone(),
@@ -473,7 +505,9 @@ impl Core {
     }
 
     fn in_dialog_request(&mut self, sid: u64) {
-        let req = self.servers[&sid].request.clone();
+        let Some(req) = self.servers.get(&sid).map(|e| e.request.clone()) else {
+            return;
+        };
         let method = req.method().unwrap_or_default().to_string();
         let (call_id, tag) = (
             req.call_id().unwrap_or_default().to_string(),
@@ -605,6 +639,8 @@ impl Core {
             return; // too late: the INVITE already has its final response
         }
         let (a_leg, client) = (e.leg, e.peer_client);
+        let span = self.leg_span(a_leg);
+        let _g = span.enter();
         self.respond(inv, 487, reason(487));
         info!("call cancelled by caller");
         let b_leg = a_leg.and_then(|a| self.model.peer_of(a));
@@ -1025,6 +1061,8 @@ impl Core {
         }
         let status = e.tx.last_status();
         let leg = e.leg;
+        let span = self.leg_span(leg);
+        let _g = span.enter();
         warn!(status, "no ACK for final response to INVITE");
         if (200..300).contains(&status) {
             if let Some(l) = leg {

@@ -20,7 +20,11 @@ fn free_port() -> u16 {
 #[test]
 fn demo_prints_the_ladder_of_a_complete_call() {
     let out = Command::new(BIN).arg("demo").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     for line in [
         "alice -> escalator  INVITE",
@@ -40,7 +44,11 @@ fn bad_config_is_refused_with_the_key_named() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("bad.toml");
     std::fs::write(&path, "[core]\ntransport = \"sctp\"\n").unwrap();
-    let out = Command::new(BIN).args(["run", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("core.transport"), "{err}");
@@ -96,7 +104,11 @@ fn run_serves_metrics_and_stops_on_sigterm() {
     assert!(page.contains("escalator_sip_messages_out_total"), "{page}");
 
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -107,6 +119,14 @@ fn run_serves_metrics_and_stops_on_sigterm() {
     };
     assert!(status.success());
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-    assert!(log.contains("\"message\":\"stopped\""), "json log with a stop line:\n{log}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains("\"message\":\"stopped\""),
+        "json log with a stop line:\n{log}"
+    );
 }

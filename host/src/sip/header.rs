@@ -76,6 +76,7 @@ impl NameAddr {
         } else {
             // addr-spec: parameters after the URI belong to the header (RFC 3261 section 20.10).
             let (uri, params) = v.split_once(';').unwrap_or((v, ""));
+            let uri = uri.trim();
             if uri.is_empty() || uri.contains(char::is_whitespace) {
                 return None;
             }
@@ -158,8 +159,22 @@ pub struct Via {
 
 impl Via {
     pub fn parse(value: &str) -> Option<Self> {
+        // sent-protocol may have LWS around each "/" (RFC 3261 section 25.1).
         let v = value.trim();
-        let (proto, rest) = v.split_once(|c: char| c.is_whitespace())?;
+        let mut proto = String::new();
+        let mut rest = v;
+        for _ in 0..3 {
+            rest = rest.trim_start();
+            let end = rest
+                .find(|c: char| c == '/' || c.is_whitespace())
+                .unwrap_or(rest.len());
+            proto.push_str(&rest[..end]);
+            rest = rest[end..].trim_start();
+            if proto.matches('/').count() < 2 {
+                rest = rest.strip_prefix('/')?;
+                proto.push('/');
+            }
+        }
         let mut p = proto.split('/');
         let (Some(name), Some(ver), Some(transport), None) =
             (p.next(), p.next(), p.next(), p.next())
@@ -247,6 +262,15 @@ mod tests {
         assert_eq!(v.branch(), Some("z9hG4bKx"));
         assert_eq!(v.param("rport"), Some(None));
         assert!(Via::parse("SIP/3.0/UDP h").is_none());
+        let v = Via::parse("SIP  /   2.0 /  UDP 192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(
+            (v.transport.as_str(), v.host.as_str()),
+            ("UDP", "192.0.2.2")
+        );
+        let n =
+            NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        assert_eq!(n.uri, "sip:vivekg@chair-dnrc.example.com");
+        assert_eq!(n.tag().as_deref(), Some("1918181833n"));
         assert!(Via::parse("garbage").is_none());
     }
 
