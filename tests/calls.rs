@@ -11,13 +11,13 @@ type R = anyhow::Result<()>;
 
 /// alice calls bob; returns both dialogs and the host address bob talks to.
 async fn establish(rig: &mut Rig) -> anyhow::Result<(UaDialog, UaDialog, SocketAddr, SipMessage)> {
-    let mut a = rig
-        .alice
-        .new_dialog("sip:bob@example.com", rig.host_for_alice);
-    let invite = a.request(&rig.alice, "INVITE", Some(("application/sdp", SDP_OFFER)));
-    rig.alice.send(rig.host_for_alice, &invite);
+    let escalator_e2e::Offered {
+        alice: mut a,
+        at_bob: inv,
+        host,
+        ..
+    } = rig.offer_call(Some(SDP_OFFER)).await?;
     rig.alice.expect_response(100).await?;
-    let (inv, host) = rig.bob.expect_request("INVITE").await?;
     let b = rig.bob.accept_dialog(&inv, host);
     rig.bob
         .send(host, &rig.bob.reply(&inv, 180, &b.local_tag, None));
@@ -143,12 +143,12 @@ async fn basic_call_is_rewritten_per_leg_and_passes_the_rest_through() -> R {
 #[tokio::test]
 async fn cancel_before_answer_reaches_both_sides() -> R {
     let mut rig = Rig::new(Proto::Udp, Proto::Udp).await;
-    let mut a = rig
-        .alice
-        .new_dialog("sip:bob@example.com", rig.host_for_alice);
-    let invite = a.request(&rig.alice, "INVITE", Some(("application/sdp", SDP_OFFER)));
-    rig.alice.send(rig.host_for_alice, &invite);
-    let (inv, host) = rig.bob.expect_request("INVITE").await?;
+    let escalator_e2e::Offered {
+        invite,
+        at_bob: inv,
+        host,
+        ..
+    } = rig.offer_call(Some(SDP_OFFER)).await?;
     let b = rig.bob.accept_dialog(&inv, host);
     rig.bob
         .send(host, &rig.bob.reply(&inv, 180, &b.local_tag, None));
@@ -239,12 +239,12 @@ async fn re_invite_in_dialog_both_directions() -> R {
 #[tokio::test]
 async fn busy_here_from_the_far_side_is_relayed_and_acked_per_hop() -> R {
     let mut rig = Rig::new(Proto::Udp, Proto::Udp).await;
-    let mut a = rig
-        .alice
-        .new_dialog("sip:bob@example.com", rig.host_for_alice);
-    let invite = a.request(&rig.alice, "INVITE", Some(("application/sdp", SDP_OFFER)));
-    rig.alice.send(rig.host_for_alice, &invite);
-    let (inv, host) = rig.bob.expect_request("INVITE").await?;
+    let escalator_e2e::Offered {
+        invite,
+        at_bob: inv,
+        host,
+        ..
+    } = rig.offer_call(Some(SDP_OFFER)).await?;
     let mut busy = rig.bob.reply(&inv, 486, "bobtag", None);
     busy.push_header("Warning", "399 bob \"in a meeting\"");
     rig.bob.send(host, &busy);

@@ -3,8 +3,9 @@
 
 use escalator_host::config::Config;
 use escalator_host::host::{self, HostHandle};
+use escalator_host::sip::SipMessage;
 use escalator_host::transport::Proto;
-use escalator_host::ua::{Ladder, TestUa};
+use escalator_host::ua::{Ladder, TestUa, UaDialog};
 use std::net::SocketAddr;
 
 pub const SDP_OFFER: &str = escalator_host::demo::SDP_OFFER;
@@ -62,6 +63,22 @@ impl Rig {
         }
     }
 
+    /// alice sends an INVITE (with `sdp` as offer) and bob receives it.
+    pub async fn offer_call(&mut self, sdp: Option<&str>) -> anyhow::Result<Offered> {
+        let mut alice = self
+            .alice
+            .new_dialog("sip:bob@example.com", self.host_for_alice);
+        let invite = alice.request(&self.alice, "INVITE", sdp.map(|s| ("application/sdp", s)));
+        self.alice.send(self.host_for_alice, &invite);
+        let (at_bob, host) = self.bob.expect_request("INVITE").await?;
+        Ok(Offered {
+            alice,
+            invite,
+            at_bob,
+            host,
+        })
+    }
+
     pub fn ladder(&self) -> String {
         escalator_host::ua::render_ladder(&self.ladder)
     }
@@ -77,4 +94,13 @@ impl Rig {
         }
         false
     }
+}
+
+/// An INVITE from alice as sent, and as bob received it.
+pub struct Offered {
+    pub alice: UaDialog,
+    pub invite: SipMessage,
+    pub at_bob: SipMessage,
+    /// The host address bob received it from.
+    pub host: SocketAddr,
 }

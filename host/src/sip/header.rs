@@ -2,33 +2,54 @@
 
 use super::uri::split_host_port;
 
-/// Split a comma-separated header value, ignoring commas inside quotes and `<>`.
-pub fn split_list(value: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut depth, mut quoted, mut escaped, mut start) = (0i32, false, false, 0);
-    for (i, c) in value.char_indices() {
+/// Characters of `s` outside quoted strings, with their byte offsets
+/// (backslash escapes inside quotes honoured).
+fn unquoted_chars(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut quoted, mut escaped) = (false, false);
+    s.char_indices().filter(move |&(_, c)| {
         if escaped {
             escaped = false;
-            continue;
+            return false;
         }
         match c {
             '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
-            '<' if !quoted => depth += 1,
-            '>' if !quoted => depth -= 1,
-            ',' if !quoted && depth <= 0 => {
+            _ => return !quoted,
+        }
+        false
+    })
+}
+
+/// Split a comma-separated header value, ignoring commas inside quotes and `<>`.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in unquoted_chars(value) {
+        match c {
+            '<' => depth += 1,
+            '>' => depth -= 1,
+            ',' if depth <= 0 => {
                 out.push(value[start..i].trim());
                 start = i + 1;
             }
             _ => {}
         }
     }
-    let last = value[start..].trim();
-    if !last.is_empty() || out.is_empty() {
-        out.push(last);
-    }
+    out.push(value[start..].trim());
     out.retain(|s| !s.is_empty());
     out
+}
+
+/// Look up a `;name[=value]` parameter case-insensitively: `Some(None)` when
+/// present without a value.
+pub fn find_param<'a>(
+    params: &'a [(String, Option<String>)],
+    name: &str,
+) -> Option<Option<&'a str>> {
+    params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_deref())
 }
 
 fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
@@ -89,10 +110,7 @@ impl NameAddr {
     }
 
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        find_param(&self.params, name)
     }
 
     pub fn tag(&self) -> Option<String> {
@@ -131,21 +149,9 @@ impl std::fmt::Display for NameAddr {
 }
 
 fn find_unquoted(s: &str, needle: char) -> Option<usize> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == needle && !quoted => return Some(i),
-            _ => {}
-        }
-    }
-    None
+    unquoted_chars(s)
+        .find(|&(_, c)| c == needle)
+        .map(|(i, _)| i)
 }
 
 /// One Via value.
@@ -196,10 +202,7 @@ impl Via {
     }
 
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        find_param(&self.params, name)
     }
 
     pub fn branch(&self) -> Option<&str> {

@@ -59,10 +59,7 @@ impl SipUri {
     }
 
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        super::header::find_param(&self.params, name)
     }
 
     /// The `transport` parameter, lower-cased.
