@@ -362,3 +362,61 @@ async fn core_initiated_call_is_routed_to_the_request_uri() -> R {
     rig.bob.expect_response(603).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn refer_notify_and_update_are_relayed_in_dialog() -> R {
+    let mut rig = Rig::new(Proto::Udp, Proto::Tcp).await;
+    let (mut a, mut b, host, _) = establish(&mut rig).await?;
+
+    let mut refer = a.request(&rig.alice, "REFER", None);
+    refer.push_header("Refer-To", "<sip:carol@example.com>");
+    refer.push_header("Referred-By", "<sip:alice@example.com>");
+    rig.alice.send(rig.host_for_alice, &refer);
+    let (r, _) = rig.bob.expect_request("REFER").await?;
+    assert_eq!(r.header("Refer-To"), Some("<sip:carol@example.com>"));
+    assert_eq!(r.header("Referred-By"), Some("<sip:alice@example.com>"));
+    assert!(
+        !r.header("Contact").unwrap().contains("alice@"),
+        "host's Contact"
+    );
+    rig.bob
+        .send(host, &rig.bob.reply(&r, 202, &b.local_tag, None));
+    let accepted = rig.alice.expect_response(202).await?;
+    assert_eq!(accepted.cseq(), refer.cseq());
+
+    let mut notify = b.request(
+        &rig.bob,
+        "NOTIFY",
+        Some(("message/sipfrag;version=2.0", "SIP/2.0 200 OK\r\n")),
+    );
+    notify.push_header("Event", "refer");
+    notify.push_header("Subscription-State", "terminated;reason=noresource");
+    rig.bob.send(host, &notify);
+    let (n, _) = rig.alice.expect_request("NOTIFY").await?;
+    assert_eq!(n.header("Event"), Some("refer"));
+    assert_eq!(
+        n.header("Subscription-State"),
+        Some("terminated;reason=noresource")
+    );
+    assert_eq!(n.content_type(), Some("message/sipfrag;version=2.0"));
+    assert_eq!(&n.body[..], b"SIP/2.0 200 OK\r\n");
+    rig.alice.send(
+        rig.host_for_alice,
+        &rig.alice.reply(&n, 200, &a.local_tag, None),
+    );
+    rig.bob.expect_response(200).await?;
+
+    let update = a.request(&rig.alice, "UPDATE", Some(("application/sdp", SDP_OFFER)));
+    rig.alice.send(rig.host_for_alice, &update);
+    let (u, _) = rig.bob.expect_request("UPDATE").await?;
+    assert_eq!(&u.body[..], SDP_OFFER.as_bytes());
+    rig.bob.send(
+        host,
+        &rig.bob
+            .reply(&u, 200, &b.local_tag, Some(("application/sdp", SDP_ANSWER))),
+    );
+    let ok = rig.alice.expect_response(200).await?;
+    assert_eq!(&ok.body[..], SDP_ANSWER.as_bytes());
+    assert!(rig.wait_calls(1).await, "the call is still up");
+    Ok(())
+}
