@@ -201,3 +201,33 @@ async fn oversized_tcp_stream_message_closes_only_that_connection() -> R {
     rig2.bob.expect_request("OPTIONS").await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn invite_ringing_past_timer_c_is_cancelled_and_answered_408() -> R {
+    let mut rig = Rig::with(Proto::Udp, Proto::Udp, loopback(), |c| {
+        c.timers.c_ms = 400;
+    })
+    .await;
+    let escalator_e2e::Offered {
+        at_bob: inv, host, ..
+    } = rig.offer_call(Some(SDP_OFFER)).await?;
+    rig.bob.send(host, &rig.bob.reply(&inv, 180, "b", None));
+    rig.alice.expect_response(180).await?;
+    // Each provisional moves Timer C on: nothing happens 200 ms after a 183.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rig.bob.send(host, &rig.bob.reply(&inv, 183, "b", None));
+    rig.alice.expect_response(183).await?;
+    rig.bob.expect_silence(Duration::from_millis(200)).await?;
+
+    let (cancel, _) = rig.bob.expect_request("CANCEL").await?;
+    assert_eq!(
+        cancel.top_via().unwrap().branch(),
+        inv.top_via().unwrap().branch()
+    );
+    rig.alice.expect_response(408).await?;
+    rig.bob.send(host, &rig.bob.reply(&cancel, 200, "b", None));
+    rig.bob.send(host, &rig.bob.reply(&inv, 487, "b", None));
+    rig.bob.expect_request("ACK").await?;
+    assert!(rig.wait_calls(0).await, "no leg left behind");
+    Ok(())
+}

@@ -68,6 +68,9 @@ pub struct TimersConfig {
     pub t1_ms: u64,
     pub t2_ms: u64,
     pub t4_ms: u64,
+    /// Timer C: how long a forwarded INVITE may go without a provisional
+    /// response before it is cancelled (RFC 3261 section 16.6, > 3 min).
+    pub c_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +132,7 @@ impl Default for TimersConfig {
             t1_ms: d.t1.as_millis() as u64,
             t2_ms: d.t2.as_millis() as u64,
             t4_ms: d.t4.as_millis() as u64,
+            c_ms: 180_000,
         }
     }
 }
@@ -213,6 +217,9 @@ impl Config {
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
             return Err(invalid("timers", "need 0 < t1_ms <= t2_ms and t4_ms > 0"));
         }
+        if t.c_ms == 0 {
+            return Err(invalid("timers.c_ms", "must be > 0"));
+        }
         if self.limits.max_message_bytes < 1024 || self.limits.max_message_bytes > 1 << 20 {
             return Err(invalid(
                 "limits.max_message_bytes",
@@ -263,6 +270,10 @@ impl Config {
             t2: Duration::from_millis(self.timers.t2_ms),
             t4: Duration::from_millis(self.timers.t4_ms),
         }
+    }
+
+    pub fn timer_c(&self) -> Duration {
+        Duration::from_millis(self.timers.c_ms)
     }
 
     pub fn transport_limits(&self) -> Limits {
@@ -340,5 +351,6 @@ mod example_tests {
         assert_eq!(c.timer_config(), d.timer_config());
         assert_eq!(c.limits.max_calls, d.limits.max_calls);
         assert_eq!(c.shutdown.grace_ms, d.shutdown.grace_ms);
+        assert_eq!(c.timers.c_ms, d.timers.c_ms);
     }
 }

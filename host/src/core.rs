@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 pub struct CoreSettings {
     pub timers: TimerConfig,
+    pub timer_c: Duration,
     pub router: Router,
     pub max_calls: usize,
 }
@@ -101,6 +102,8 @@ struct ClientEntry {
     leg: Option<LegId>,
     origin: Option<u64>,
     transport_failed: bool,
+    /// INVITE only: when Timer C runs out (moved on by each provisional).
+    ring_deadline: Option<tokio::time::Instant>,
 }
 
 pub struct Core {
@@ -583,7 +586,6 @@ impl Core {
             return;
         };
         leg.dialog.record_sdp(&ack);
-        leg.state = LegState::Confirmed;
         let (invite_server, peer) = (leg.invite_server.take(), leg.peer);
         if let Some(sid) = invite_server {
             if let Some(e) = self.servers.get_mut(&sid) {
@@ -781,6 +783,12 @@ impl Core {
             }
         }
         if status < 200 {
+            if let Some(c) = self.clients.get_mut(&cid) {
+                c.ring_deadline = Some(tokio::time::Instant::now() + self.settings.timer_c);
+            }
+            let Some(leg) = self.model.leg_mut(leg_id) else {
+                return false;
+            };
             leg.dialog.record_sdp(resp);
             if leg.cancel_pending && status > 100 {
                 leg.cancel_pending = false;
@@ -938,8 +946,16 @@ impl Core {
                 leg,
                 origin,
                 transport_failed: false,
+                ring_deadline: None,
             },
         );
+        if self
+            .clients
+            .get(&id)
+            .is_some_and(|c| is_invite_forward(kind, &c.tx))
+        {
+            self.arm_timer_c(id);
+        }
         self.run_client(id, actions);
         id
     }
@@ -994,6 +1010,7 @@ impl Core {
                 };
                 self.run_server(id, actions);
             }
+            TxRef::Client(id) if timer == Timer::C => self.on_timer_c(id),
             TxRef::Client(id) => {
                 let actions = match self.clients.get_mut(&id) {
                     Some(c) => c.tx.on_timer(timer),
@@ -1002,6 +1019,51 @@ impl Core {
                 self.run_client(id, actions);
             }
         }
+    }
+
+    fn arm_timer_c(&mut self, cid: u64) {
+        let c_time = self.settings.timer_c;
+        if let Some(c) = self.clients.get_mut(&cid) {
+            c.ring_deadline = Some(tokio::time::Instant::now() + c_time);
+            self.timers.schedule((TxRef::Client(cid), Timer::C), c_time);
+        }
+    }
+
+    /// Timer C: the INVITE went too long without a provisional response
+    /// (each provisional moves the deadline on). Cancel it; the caller gets 408.
+    fn on_timer_c(&mut self, cid: u64) {
+        let Some(c) = self.clients.get(&cid) else {
+            return;
+        };
+        if !matches!(c.tx.state(), ClientState::Calling | ClientState::Proceeding) {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if let Some(deadline) = c.ring_deadline.filter(|d| *d > now) {
+            self.timers
+                .schedule((TxRef::Client(cid), Timer::C), deadline - now);
+            return;
+        }
+        let (leg, origin) = (c.leg, c.origin);
+        let span = self.leg_span(leg);
+        let _g = span.enter();
+        warn!("Timer C expired: cancelling the unanswered INVITE");
+        if let Some(sid) = origin {
+            self.respond(sid, 408, reason(408));
+        }
+        if let Some(l) = leg.and_then(|l| self.model.leg_mut(l)) {
+            l.state = LegState::Terminating;
+        }
+        if let Some(peer) = leg.and_then(|l| self.model.peer_of(l)) {
+            if self
+                .model
+                .leg(peer)
+                .is_some_and(|p| p.state == LegState::Early)
+            {
+                self.release(peer);
+            }
+        }
+        self.cancel_client(cid);
     }
 
     fn on_send_failed(&mut self, target: Target, token: Option<u64>) {
@@ -1125,6 +1187,10 @@ impl Core {
         m::count_out(msg);
         self.transport.send(target, msg.to_bytes(), token);
     }
+}
+
+fn is_invite_forward(kind: ClientKind, tx: &ClientTx) -> bool {
+    kind == ClientKind::Forward && tx.request().method() == Some("INVITE")
 }
 
 fn header(name: &str, value: impl Into<String>) -> crate::sip::Header {

@@ -32,6 +32,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<HostHandle> {
     .context("starting transports")?;
     let settings = CoreSettings {
         timers: cfg.timer_config(),
+        timer_c: cfg.timer_c(),
         router: Router {
             core: cfg.core_target(),
             sources: cfg.core_sources()?,

@@ -44,10 +44,13 @@ impl TimerConfig {
     }
 }
 
-/// The timers of RFC 3261 section 17 (and L, M of RFC 6026).
+/// The timers of RFC 3261 section 17 (and L, M of RFC 6026). Timer C
+/// (section 16.6, how long an INVITE may ring) belongs to the transaction
+/// user; the machines ignore it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Timer {
     A,
+    C,
     B,
     D,
     E,
