@@ -132,20 +132,23 @@ async fn run_load(transport: &str) -> Outcome {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sipp_uac_to_uas_through_the_host_over_udp() {
-    let o = run_load("udp").await;
+async fn assert_all_calls_succeed(transport: &str) {
+    let o = run_load(transport).await;
     assert!(o.exit_ok, "sipp uac reported failure:\n{}", o.log);
     assert_eq!(o.failed, 0, "{}", o.log);
     assert_eq!(o.successful, CALLS as u64, "{}", o.log);
-    println!("sipp udp: {} successful, {} failed", o.successful, o.failed);
+    println!(
+        "sipp {transport}: {} successful, {} failed",
+        o.successful, o.failed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_uac_to_uas_through_the_host_over_udp() {
+    assert_all_calls_succeed("udp").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_uac_to_uas_through_the_host_over_tcp() {
-    let o = run_load("tcp").await;
-    assert!(o.exit_ok, "sipp uac reported failure:\n{}", o.log);
-    assert_eq!(o.failed, 0, "{}", o.log);
-    assert_eq!(o.successful, CALLS as u64, "{}", o.log);
-    println!("sipp tcp: {} successful, {} failed", o.successful, o.failed);
+    assert_all_calls_succeed("tcp").await;
 }

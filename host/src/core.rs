@@ -751,16 +751,8 @@ impl Core {
                 self.relay_response(sid, &resp);
             }
         }
-        let ends_call = (method == "BYE" && status >= 200)
-            || (method == "INVITE"
-                && status >= 300
-                && leg_id
-                    .and_then(|l| self.model.leg(l))
-                    .is_some_and(|l| l.state != LegState::Confirmed));
-        if ends_call {
-            if let Some(l) = leg_id {
-                self.release_with_peer(l);
-            }
+        if status >= 200 {
+            self.end_call_if_over(leg_id, &method, status >= 300);
         }
     }
 
@@ -1101,16 +1093,7 @@ impl Core {
             let status = if failed { 503 } else { 408 };
             self.respond(sid, status, reason(status));
         }
-        let ends_call = method == "BYE"
-            || (method == "INVITE"
-                && leg
-                    .and_then(|l| self.model.leg(l))
-                    .is_some_and(|l| l.state != LegState::Confirmed));
-        if ends_call {
-            if let Some(l) = leg {
-                self.release_with_peer(l);
-            }
-        }
+        self.end_call_if_over(leg, &method, true);
     }
 
     /// A final response we sent was never acknowledged.
@@ -1172,6 +1155,19 @@ impl Core {
             if self.model.legs_of(leg.call).is_empty() {
                 info!(call = leg.call, "call ended");
             }
+        }
+    }
+
+    /// A finished BYE, or an INVITE that failed before its dialog was
+    /// confirmed, ends the call: both legs go.
+    fn end_call_if_over(&mut self, leg: Option<LegId>, method: &str, invite_failed: bool) {
+        let Some(l) = leg else { return };
+        let unconfirmed = self
+            .model
+            .leg(l)
+            .is_some_and(|x| x.state != LegState::Confirmed);
+        if method == "BYE" || (method == "INVITE" && invite_failed && unconfirmed) {
+            self.release_with_peer(l);
         }
     }
 
