@@ -39,6 +39,34 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    /// Plugins, called in this order.
+    pub plugins: Vec<PluginConfig>,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The plugin's shared library.
+    pub path: std::path::PathBuf,
+    /// Consecutive failures (errors or panics) after which the plugin is
+    /// disabled until the next reload; 0 = never disable.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// The plugin's own settings, passed to it as TOML text.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+fn default_failure_threshold() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Unix socket for admin commands (`reload`, `status`); none when absent.
+    pub socket: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -229,6 +257,14 @@ impl Config {
         if self.limits.max_headers < 16 {
             return Err(invalid("limits.max_headers", "must be at least 16"));
         }
+        for (i, p) in self.plugins.iter().enumerate() {
+            if p.path.as_os_str().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "plugins.path",
+                    message: format!("plugin #{} has an empty path", i + 1),
+                });
+            }
+        }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return Err(invalid("log.format", "must be \"human\" or \"json\""));
         }
@@ -327,6 +363,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("core.sources"), "{e}");
+    }
+
+    #[test]
+    fn plugins_with_their_own_config_tables() {
+        let c = Config::parse(
+            "[[plugins]]\npath = \"a.so\"\n[plugins.config]\nheader = \"X-A\"\n\
+             [[plugins]]\npath = \"b.so\"\nfailure_threshold = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.plugins.len(), 2);
+        assert_eq!(c.plugins[0].failure_threshold, 10);
+        assert_eq!(c.plugins[0].config["header"].as_str(), Some("X-A"));
+        assert_eq!(c.plugins[1].failure_threshold, 0);
+        let e = Config::parse("[[plugins]]\npath = \"a.so\"\nfrobnicate = 1\n").unwrap_err();
+        assert!(e.to_string().contains("frobnicate"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::core::{Control, Core, CoreSettings, Stats};
+use crate::plugins::PluginSet;
 use crate::routing::Router;
 use crate::transport::Transport;
 use anyhow::Context;
@@ -41,7 +42,8 @@ pub async fn start(cfg: &Config) -> anyhow::Result<HostHandle> {
     };
     let stats = Arc::new(Stats::default());
     let (control, control_rx) = mpsc::channel(4);
-    let core = Core::new(settings, transport.clone(), stats.clone());
+    let plugins = Arc::new(PluginSet::load(&cfg.plugins).context("loading plugins")?);
+    let core = Core::new(settings, transport.clone(), stats.clone(), plugins);
     let join = tokio::spawn(core.run(ev_rx, control_rx));
     tracing::info!(udp = ?transport.udp_addrs(), tcp = ?transport.tcp_addrs(), core = %cfg.core_target(), "host started");
     Ok(HostHandle {
@@ -74,6 +76,32 @@ impl HostHandle {
         }
         self.transport.shutdown();
         let _ = self.join.await;
+    }
+
+    /// Load the configured plugins afresh; new calls use them, calls in
+    /// progress keep the instances they started with. A set that fails to
+    /// load is refused and the running one kept.
+    pub async fn reload_plugins(
+        &self,
+        plugins: &[crate::config::PluginConfig],
+    ) -> anyhow::Result<u64> {
+        let set = Arc::new(PluginSet::load(plugins)?);
+        let generation = set.generation;
+        self.control
+            .send(Control::ReplacePlugins(set))
+            .await
+            .map_err(|_| anyhow::anyhow!("host is stopping"))?;
+        Ok(generation)
+    }
+
+    /// One line: calls, transactions, plugin generation and names.
+    pub async fn status(&self) -> anyhow::Result<String> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .send(Control::Status(tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("host is stopping"))?;
+        Ok(rx.await?)
     }
 
     /// Start draining without waiting (new calls get 503).

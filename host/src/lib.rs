@@ -13,6 +13,7 @@ pub mod forward;
 pub mod host;
 pub mod logging;
 pub mod metrics;
+pub mod plugins;
 pub mod routing;
 pub mod sip;
 pub mod timers;

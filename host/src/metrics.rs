@@ -8,6 +8,9 @@ pub const MESSAGES_OUT: &str = "escalator_sip_messages_out_total";
 pub const PARSE_ERRORS: &str = "escalator_sip_parse_errors_total";
 pub const SEND_FAILURES: &str = "escalator_sip_send_failures_total";
 pub const CORE_PANICS: &str = "escalator_core_panics_total";
+pub const PLUGIN_FAILURES: &str = "escalator_plugin_failures_total";
+pub const PLUGIN_DISABLED: &str = "escalator_plugin_disabled";
+pub const PLUGIN_GENERATION: &str = "escalator_plugin_generation";
 pub const CALLS_ACTIVE: &str = "escalator_calls_active";
 pub const TRANSACTIONS_ACTIVE: &str = "escalator_transactions_active";
 

@@ -20,6 +20,30 @@ pub struct Rig {
     pub ladder: Ladder,
 }
 
+/// The shared library of a plugin crate built as a dependency of this crate
+/// (cargo puts it beside the test binaries).
+pub fn plugin_lib(crate_name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let deps = exe.parent().expect("deps directory");
+    let file = format!("lib{}.so", crate_name.replace('-', "_"));
+    let path = deps.join(&file);
+    assert!(path.is_file(), "{file} was not built next to the tests");
+    path
+}
+
+/// A `[[plugins]]` entry with its config table parsed from TOML text.
+pub fn plugin_config(
+    crate_name: &str,
+    config: &str,
+    failure_threshold: u32,
+) -> escalator_host::config::PluginConfig {
+    escalator_host::config::PluginConfig {
+        path: plugin_lib(crate_name),
+        failure_threshold,
+        config: config.parse().expect("plugin config is TOML"),
+    }
+}
+
 pub fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("literal address")
 }

@@ -3,19 +3,24 @@
 //! message building it relies on lives in pure modules ([`crate::forward`],
 //! [`crate::dialog`], [`crate::transaction`]).
 
-use crate::b2bua::{CallModel, Leg, LegId, LegState, Role};
+mod hooks;
+
+use crate::b2bua::{CallModel, CallRef, Leg, LegId, LegState, Role};
 use crate::dialog::{new_branch, new_call_id, new_tag, Dialog};
 use crate::forward::{
     contact_uri, contact_value, copy_end_to_end, next_max_forwards, reason, response_to,
     sets_target, validate_request, validate_response, via_value, without_tag,
 };
 use crate::metrics as m;
+use crate::plugins::PluginSet;
 use crate::routing::{RouteError, Router};
 use crate::sip::SipMessage;
 use crate::timers::TimerQueue;
 use crate::transaction::{Action, ClientState, ClientTx, ServerTx, Timer, TimerConfig};
 use crate::transport::{Inbound, InboundError, Target, Transport, TransportEvent};
 use bytes::Bytes;
+use escalator_plugin_api::HookKind;
+use hooks::{HookOutcome, PluginRef};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,6 +61,10 @@ pub enum Control {
         grace: Duration,
         done: oneshot::Sender<()>,
     },
+    /// New calls use this plugin set; calls in progress keep theirs.
+    ReplacePlugins(Arc<PluginSet>),
+    /// A one-line status report (admin command).
+    Status(oneshot::Sender<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,6 +79,15 @@ struct ServerKey {
 enum TxRef {
     Server(u64),
     Client(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TimerKey {
+    Tx(TxRef, Timer),
+    /// A timer a plugin set ([`hooks`]).
+    Plugin(u64),
+    /// A request a plugin took over must get a final response in time.
+    PluginAnswerDue(u64),
 }
 
 struct ServerEntry {
@@ -92,6 +110,8 @@ enum ClientKind {
     Cancel,
     /// A BYE we generated to end a leg.
     LocalBye,
+    /// A request a plugin asked for; its outcome goes back as an event.
+    Plugin,
 }
 
 struct ClientEntry {
@@ -102,6 +122,8 @@ struct ClientEntry {
     leg: Option<LegId>,
     origin: Option<u64>,
     transport_failed: bool,
+    /// For [`ClientKind::Plugin`]: whose request it is.
+    plugin: Option<PluginRef>,
     /// INVITE only: when Timer C runs out (moved on by each provisional).
     ring_deadline: Option<tokio::time::Instant>,
 }
@@ -116,13 +138,24 @@ pub struct Core {
     /// (branch, is CANCEL) → client transaction.
     client_index: HashMap<(String, bool), u64>,
     next_tx: u64,
-    timers: TimerQueue<(TxRef, Timer)>,
+    timers: TimerQueue<TimerKey>,
     draining: bool,
     stats: Arc<Stats>,
+    /// The plugin set new calls get.
+    plugins: Arc<PluginSet>,
+    /// The set each call started with.
+    call_plugins: HashMap<CallRef, Arc<PluginSet>>,
+    plugin_timers: HashMap<u64, PluginRef>,
+    next_plugin_timer: u64,
 }
 
 impl Core {
-    pub fn new(settings: CoreSettings, transport: Transport, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        settings: CoreSettings,
+        transport: Transport,
+        stats: Arc<Stats>,
+        plugins: Arc<PluginSet>,
+    ) -> Self {
         Core {
             settings,
             transport,
@@ -135,6 +168,10 @@ impl Core {
             timers: TimerQueue::default(),
             draining: false,
             stats,
+            plugins,
+            call_plugins: HashMap::new(),
+            plugin_timers: HashMap::new(),
+            next_plugin_timer: 0,
         }
     }
 
@@ -168,12 +205,20 @@ impl Core {
                     }
                     None => return,
                 },
-                (tx, timer) = self.timers.expired() => self.guarded("timer", |c| c.on_timer(tx, timer)),
+                key = self.timers.expired() => self.guarded("timer", |c| c.on_timer_key(key)),
                 c = control.recv() => match c {
                     Some(Control::Drain { grace, done }) => {
                         info!(calls = self.model.call_count(), "draining: refusing new calls");
                         self.draining = true;
                         drain = Some((tokio::time::Instant::now() + grace, done));
+                    }
+                    Some(Control::ReplacePlugins(set)) => {
+                        info!(generation = set.generation, plugins = set.plugins.len(), "plugin set replaced; calls in progress keep theirs");
+                        metrics::gauge!(m::PLUGIN_GENERATION).set(set.generation as f64);
+                        self.plugins = set;
+                    }
+                    Some(Control::Status(reply)) => {
+                        let _ = reply.send(self.status_line());
                     }
                     None => return,
                 },
@@ -307,11 +352,63 @@ impl Core {
         if mf.is_none() {
             return self.respond(id, 483, "Too Many Hops");
         }
+        if self.offer_request_to_plugins(id) == HookOutcome::Handled {
+            return;
+        }
         if in_dialog {
             self.in_dialog_request(id);
         } else {
             self.out_of_dialog_request(id);
         }
+    }
+
+    /// Let the plugins see a new request; they may take it over or add headers.
+    fn offer_request_to_plugins(&mut self, sid: u64) -> HookOutcome {
+        let Some(e) = self.servers.get(&sid) else {
+            return HookOutcome::Continue;
+        };
+        let (mut req, source) = (e.request.clone(), e.source.clone());
+        let leg = match (req.call_id(), req.to_tag()) {
+            (Some(c), Some(t)) => self.model.find(c, &t),
+            _ => None,
+        };
+        let outcome = self.run_hooks(HookKind::Request, leg, Some(sid), &mut req, &source);
+        match outcome {
+            HookOutcome::Handled => {
+                let due = self.settings.timers.t64();
+                self.timers.schedule(TimerKey::PluginAnswerDue(sid), due);
+            }
+            HookOutcome::Continue => {
+                if let Some(e) = self.servers.get_mut(&sid) {
+                    e.request = req;
+                }
+            }
+        }
+        outcome
+    }
+
+    fn status_line(&self) -> String {
+        let names: Vec<String> = self
+            .plugins
+            .plugins
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}/{}{}",
+                    p.name,
+                    p.version,
+                    if p.is_disabled() { " (disabled)" } else { "" }
+                )
+            })
+            .collect();
+        format!(
+            "calls={} transactions={} plugin_generation={} plugins=[{}] draining={}",
+            self.model.call_count(),
+            self.servers.len() + self.clients.len(),
+            self.plugins.generation,
+            names.join(","),
+            self.draining
+        )
     }
 
     /// A request we sent came back with the same Request-URI (a spiral with a
@@ -399,6 +496,7 @@ impl Core {
             return;
         };
         let call = self.model.new_call();
+        self.call_plugins.insert(call, self.plugins.clone());
         let mut a = Dialog {
             call_id: req.call_id().unwrap_or_default().to_string(),
             local_tag,
@@ -593,15 +691,26 @@ impl Core {
                 self.run_server(sid, actions);
             }
         }
-        let Some(peer) = peer else { return };
-        let Some(p) = self.model.leg_mut(peer) else {
+        if let Some(peer) = peer {
+            self.ack_leg(peer, Some(&ack));
+        }
+    }
+
+    /// Send our ACK for the 2xx to the last INVITE sent on `leg_id`, with the
+    /// end-to-end headers and body of `template` (the originator's ACK). The
+    /// ACK is kept to answer 2xx retransmissions. No-op when already sent.
+    fn ack_leg(&mut self, leg_id: LegId, template: Option<&SipMessage>) {
+        let Some(p) = self.model.leg_mut(leg_id) else {
             return;
         };
         if p.ack.is_some() || p.invite_cseq == 0 {
             return; // already acknowledged, or nothing to acknowledge
         }
         let mut out = p.dialog.request_with_cseq("ACK", p.invite_cseq);
-        copy_end_to_end(&ack, &mut out, false);
+        match template {
+            Some(t) => copy_end_to_end(t, &mut out, false),
+            None => out.set_body(Bytes::new()),
+        }
         p.dialog.record_sdp(&out);
         let target = p.dialog.dest.clone();
         let local = self.transport.local_addr_for(target.proto, target.addr);
@@ -734,6 +843,7 @@ impl Core {
                 }
                 return;
             }
+            ClientKind::Plugin => return self.plugin_response(cid, resp),
             ClientKind::Forward => {}
         }
         if let Some(leg_id) = leg_id {
@@ -746,7 +856,16 @@ impl Core {
                 }
             }
         }
-        if status > 100 {
+        let mut resp = resp;
+        let target = self.clients.get(&cid).map(|c| c.target.clone());
+        let handled = match (status > 100, target) {
+            (true, Some(t)) => {
+                self.run_hooks(HookKind::Response, leg_id, None, &mut resp, &t)
+                    == HookOutcome::Handled
+            }
+            _ => false,
+        };
+        if status > 100 && !handled {
             if let Some(sid) = origin {
                 self.relay_response(sid, &resp);
             }
@@ -813,11 +932,7 @@ impl Core {
         }
         if leg.state == LegState::Terminating {
             // The originator gave up (CANCEL raced with this 2xx): ACK and hang up.
-            let invite_cseq = leg.invite_cseq;
-            let target = leg.dialog.dest.clone();
-            let mut ack = leg.dialog.request_with_cseq("ACK", invite_cseq);
-            ack.set_body(Bytes::new());
-            self.send_in_dialog_stateless(ack, &target);
+            self.ack_leg(leg_id, None);
             self.send_bye(leg_id);
             return false;
         }
@@ -938,6 +1053,7 @@ impl Core {
                 leg,
                 origin,
                 transport_failed: false,
+                plugin: None,
                 ring_deadline: None,
             },
         );
@@ -960,7 +1076,9 @@ impl Core {
                         self.transport.send(&e.source, bytes, None);
                     }
                 }
-                Action::Schedule(t, d) => self.timers.schedule((TxRef::Server(id), t), d),
+                Action::Schedule(t, d) => {
+                    self.timers.schedule(TimerKey::Tx(TxRef::Server(id), t), d)
+                }
                 Action::Timeout => self.on_server_timeout(id),
                 Action::Terminated => {
                     if let Some(e) = self.servers.remove(&id) {
@@ -980,7 +1098,9 @@ impl Core {
                         self.transport.send(&c.target, bytes, Some(id));
                     }
                 }
-                Action::Schedule(t, d) => self.timers.schedule((TxRef::Client(id), t), d),
+                Action::Schedule(t, d) => {
+                    self.timers.schedule(TimerKey::Tx(TxRef::Client(id), t), d)
+                }
                 Action::Deliver(resp) => self.on_client_response(id, resp),
                 Action::Timeout => self.on_client_timeout(id),
                 Action::Terminated => {
@@ -988,6 +1108,19 @@ impl Core {
                         self.client_index
                             .remove(&(c.branch, c.kind == ClientKind::Cancel));
                     }
+                }
+            }
+        }
+    }
+
+    fn on_timer_key(&mut self, key: TimerKey) {
+        match key {
+            TimerKey::Tx(tx, timer) => self.on_timer(tx, timer),
+            TimerKey::Plugin(id) => self.plugin_timer_fired(id),
+            TimerKey::PluginAnswerDue(sid) => {
+                if self.servers.get(&sid).is_some_and(|e| e.tx.awaits_final()) {
+                    warn!("a plugin took a request over but did not answer it in time");
+                    self.respond(sid, 500, "Server Internal Error");
                 }
             }
         }
@@ -1017,7 +1150,8 @@ impl Core {
         let c_time = self.settings.timer_c;
         if let Some(c) = self.clients.get_mut(&cid) {
             c.ring_deadline = Some(tokio::time::Instant::now() + c_time);
-            self.timers.schedule((TxRef::Client(cid), Timer::C), c_time);
+            self.timers
+                .schedule(TimerKey::Tx(TxRef::Client(cid), Timer::C), c_time);
         }
     }
 
@@ -1033,7 +1167,7 @@ impl Core {
         let now = tokio::time::Instant::now();
         if let Some(deadline) = c.ring_deadline.filter(|d| *d > now) {
             self.timers
-                .schedule((TxRef::Client(cid), Timer::C), deadline - now);
+                .schedule(TimerKey::Tx(TxRef::Client(cid), Timer::C), deadline - now);
             return;
         }
         let (leg, origin) = (c.leg, c.origin);
@@ -1089,6 +1223,9 @@ impl Core {
             }
             return;
         }
+        if kind == ClientKind::Plugin {
+            return self.plugin_request_failed(cid);
+        }
         if let Some(sid) = origin {
             let status = if failed { 503 } else { 408 };
             self.respond(sid, status, reason(status));
@@ -1138,22 +1275,14 @@ impl Core {
         self.start_client(bye, target, Some(leg_id), None, ClientKind::LocalBye, 70);
     }
 
-    fn send_in_dialog_stateless(&mut self, mut msg: SipMessage, target: &Target) {
-        if let Some(local) = self.transport.local_addr_for(target.proto, target.addr) {
-            msg.headers.insert(
-                0,
-                header("Via", via_value(target.proto, local, &new_branch())),
-            );
-            msg.headers.insert(1, header("Max-Forwards", "70"));
-        }
-        self.send(target, &msg, None);
-    }
-
     fn release(&mut self, leg_id: LegId) {
         if let Some(leg) = self.model.release(leg_id) {
             debug!(leg = leg_id, call = leg.call, "leg released");
             if self.model.legs_of(leg.call).is_empty() {
                 info!(call = leg.call, "call ended");
+                if let Some(set) = self.call_plugins.remove(&leg.call) {
+                    self.call_ended(&set, leg.call);
+                }
             }
         }
     }

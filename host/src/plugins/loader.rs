@@ -1,0 +1,107 @@
+//! dlopen a plugin, check its ABI, create its instance.
+
+use escalator_plugin_api::host::{CallError, Descriptor, Instance, LoadError};
+use escalator_plugin_api::{EntryFn, ENTRY_SYMBOL};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum PluginLoadError {
+    #[error("plugin {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin {path}: cannot load library: {source}")]
+    Open {
+        path: PathBuf,
+        source: libloading::Error,
+    },
+    #[error("plugin {path}: no `{symbol}` symbol: not an escalator plugin ({source})")]
+    MissingSymbol {
+        path: PathBuf,
+        symbol: &'static str,
+        source: libloading::Error,
+    },
+    #[error("plugin {path}: {source}")]
+    Abi { path: PathBuf, source: LoadError },
+    #[error("plugin {name} ({path}): refused its configuration: {source}")]
+    Create {
+        path: PathBuf,
+        name: String,
+        source: CallError,
+    },
+}
+
+/// A loaded plugin: the instance is declared before the library so it is
+/// destroyed while the library's code is still mapped.
+pub struct LoadedPlugin {
+    pub name: String,
+    pub version: String,
+    pub instance: Instance,
+    _library: libloading::Library,
+}
+
+static COPIES: AtomicU64 = AtomicU64::new(0);
+
+/// dlopen returns the already-loaded library for a path it has seen, so a
+/// replaced file would never be picked up. Each load uses its own copy.
+fn private_copy(path: &Path) -> Result<PathBuf, PluginLoadError> {
+    let dir = std::env::temp_dir().join("escalator-plugins");
+    let read_err = |source| PluginLoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(read_err)?;
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin.so".into());
+    let n = COPIES.fetch_add(1, Ordering::Relaxed);
+    let copy = dir.join(format!("{}-{n}-{file}", std::process::id()));
+    std::fs::copy(path, &copy).map_err(read_err)?;
+    Ok(copy)
+}
+
+pub fn load(path: &Path, config: &str) -> Result<LoadedPlugin, PluginLoadError> {
+    let copy = private_copy(path)?;
+    // SAFETY: loading runs the library's initialisers; plugins are trusted
+    // code chosen by the operator's configuration.
+    let opened = unsafe { libloading::Library::new(&copy) };
+    // The mapping stays valid after the file is gone.
+    let _ = std::fs::remove_file(&copy);
+    let library = opened.map_err(|source| PluginLoadError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: the symbol's type is fixed by the ABI.
+    let entry: EntryFn = unsafe {
+        *library
+            .get::<EntryFn>(ENTRY_SYMBOL.as_bytes())
+            .map_err(|source| PluginLoadError::MissingSymbol {
+                path: path.to_path_buf(),
+                symbol: ENTRY_SYMBOL,
+                source,
+            })?
+    };
+    // SAFETY: `library` outlives the descriptor and the instance (same struct).
+    let descriptor =
+        unsafe { Descriptor::from_entry(entry) }.map_err(|source| PluginLoadError::Abi {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let instance = descriptor
+        .create(config)
+        .map_err(|source| PluginLoadError::Create {
+            path: path.to_path_buf(),
+            name: descriptor.name.clone(),
+            source,
+        })?;
+    Ok(LoadedPlugin {
+        name: descriptor.name,
+        version: descriptor.version,
+        instance,
+        _library: library,
+    })
+}
