@@ -4,6 +4,7 @@
 //! [`transaction`] (RFC 3261 section 17), [`dialog`] and [`b2bua`] (the call
 //! model), [`core`] (the event loop that ties them together).
 
+pub mod admin;
 pub mod b2bua;
 pub mod config;
 pub mod core;

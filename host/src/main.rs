@@ -1,8 +1,12 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use escalator_host::admin::AdminCommand;
 use escalator_host::config::Config;
-use std::path::PathBuf;
+use escalator_host::host::HostHandle;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 
 /// escalator: a SIP back-to-back user agent host with loadable plugins.
 #[derive(Parser)]
@@ -21,6 +25,14 @@ enum Command {
     },
     /// Self-contained demo on loopback: one call through the host, with its message ladder.
     Demo,
+    /// Send a command to a running host over its admin socket.
+    Admin {
+        /// The `admin.socket` of the host's configuration.
+        #[arg(long, short)]
+        socket: PathBuf,
+        /// `reload` (re-read the configuration and reload plugins) or `status`.
+        command: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +44,42 @@ fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Demo) {
         Command::Run { config } => rt.block_on(run(config)),
         Command::Demo => rt.block_on(demo()),
+        Command::Admin { socket, command } => rt.block_on(admin(socket, command)),
+    }
+}
+
+async fn admin(socket: PathBuf, command: String) -> anyhow::Result<()> {
+    let cmd = AdminCommand::parse(&command).map_err(anyhow::Error::msg)?;
+    let reply = escalator_host::admin::request(&socket, cmd)
+        .await
+        .with_context(|| format!("talking to {}", socket.display()))?;
+    println!("{reply}");
+    if reply.starts_with("error") {
+        anyhow::bail!("the host refused the command");
+    }
+    Ok(())
+}
+
+/// Re-read the configuration file and reload the plugins it lists. Other
+/// settings (listen addresses, core, timers) take effect only on restart.
+async fn reload(path: &Path, host: &HostHandle) -> String {
+    let outcome = async {
+        let cfg = Config::load(path)?;
+        host.reload_plugins(&cfg.plugins).await
+    }
+    .await;
+    match outcome {
+        Ok(generation) => {
+            tracing::info!(generation, "plugins reloaded");
+            format!("reloaded: plugin generation {generation}")
+        }
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "reload refused; the running plugins stay"
+            );
+            format!("error: {e:#}")
+        }
     }
 }
 
@@ -43,27 +91,40 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         tracing::info!(%addr, "prometheus endpoint listening");
     }
     let host = escalator_host::host::start(&cfg).await?;
-    wait_for_termination().await;
+    let (admin_tx, mut admin_rx) = mpsc::channel(8);
+    if let Some(socket) = &cfg.admin.socket {
+        escalator_host::admin::serve(socket, admin_tx)
+            .with_context(|| format!("admin socket {}", socket.display()))?;
+        tracing::info!(socket = %socket.display(), "admin socket listening");
+    }
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading plugins");
+                reload(&path, &host).await;
+            }
+            Some((cmd, reply)) = admin_rx.recv() => {
+                let answer = match cmd {
+                    AdminCommand::Reload => reload(&path, &host).await,
+                    AdminCommand::Status => host.status().await.unwrap_or_else(|e| format!("error: {e}")),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+    if let Some(socket) = &cfg.admin.socket {
+        let _ = std::fs::remove_file(socket);
+    }
     tracing::info!(grace_ms = cfg.shutdown.grace_ms, "shutting down");
     host.shutdown(Duration::from_millis(cfg.shutdown.grace_ms))
         .await;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn wait_for_termination() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn demo() -> anyhow::Result<()> {

@@ -130,3 +130,149 @@ fn run_serves_metrics_and_stops_on_sigterm() {
         "json log with a stop line:\n{log}"
     );
 }
+
+fn example_plugin_lib() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let lib = exe.parent().unwrap().join("libescalator_example_plugin.so");
+    assert!(lib.is_file(), "{} not built", lib.display());
+    lib
+}
+
+fn admin(socket: &std::path::Path, command: &str) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["admin", "--socket"])
+        .arg(socket)
+        .arg(command)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn invite(call: &str, from: &UdpSocket) -> String {
+    let me = from.local_addr().unwrap();
+    format!(
+        "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag={call}\r\nTo: <sip:bob@example.com>\r\n\
+         Call-ID: {call}@cli\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{me}>\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Receive until an INVITE arrives; returns its text.
+fn next_invite(core: &UdpSocket) -> String {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = core.recv(&mut buf).expect("INVITE at the core");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("INVITE ") {
+            return text;
+        }
+    }
+}
+
+#[test]
+fn sighup_and_admin_reload_plugins_without_a_restart() {
+    let sip = free_port();
+    let core = UdpSocket::bind("127.0.0.1:0").unwrap();
+    core.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let dir = std::env::temp_dir().join(format!("escalator-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("admin.sock");
+    let config_path = dir.join("escalator.toml");
+    let write_config = |value: &str| {
+        std::fs::write(
+            &config_path,
+            format!(
+                "[listen]\nudp = [\"127.0.0.1:{sip}\"]\ntcp = []\n[core]\naddress = \"{}\"\n\
+                 [admin]\nsocket = \"{}\"\n[shutdown]\ngrace_ms = 500\n\
+                 [[plugins]]\npath = \"{}\"\n[plugins.config]\nheader = \"X-Gen\"\nvalue = \"{value}\"\n",
+                core.local_addr().unwrap(),
+                socket.display(),
+                example_plugin_lib().display()
+            ),
+        )
+        .unwrap();
+    };
+    write_config("v1");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        let (ok, out) = admin(&socket, "status");
+        if ok {
+            break out;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "admin socket never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.contains("example-header/"), "{status}");
+    let generation = |s: &str| {
+        s.split_whitespace()
+            .find_map(|w| w.strip_prefix("plugin_generation="))
+            .and_then(|g| g.parse::<u64>().ok())
+            .expect("generation in status")
+    };
+    let g1 = generation(&status);
+
+    let alice = UdpSocket::bind("127.0.0.1:0").unwrap();
+    alice
+        .send_to(invite("one", &alice).as_bytes(), ("127.0.0.1", sip))
+        .unwrap();
+    assert!(next_invite(&core).contains("X-Gen: v1"));
+
+    write_config("v2");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    while generation(&admin(&socket, "status").1) == g1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "SIGHUP did not reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    alice
+        .send_to(invite("two", &alice).as_bytes(), ("127.0.0.1", sip))
+        .unwrap();
+    assert!(next_invite(&core).contains("X-Gen: v2"));
+
+    // A broken file is refused over the admin socket; the running plugins stay.
+    let g2 = generation(&admin(&socket, "status").1);
+    std::fs::write(&config_path, "[[plugins]\n").unwrap();
+    let (ok, out) = admin(&socket, "reload");
+    assert!(!ok && out.starts_with("error:"), "{out}");
+    assert_eq!(generation(&admin(&socket, "status").1), g2);
+    write_config("v3");
+    let (ok, out) = admin(&socket, "reload");
+    assert!(ok && out.starts_with("reloaded"), "{out}");
+    alice
+        .send_to(invite("three", &alice).as_bytes(), ("127.0.0.1", sip))
+        .unwrap();
+    assert!(next_invite(&core).contains("X-Gen: v3"));
+
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(10), "did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!socket.exists(), "admin socket removed on exit");
+}
