@@ -286,3 +286,49 @@ async fn reload_gives_new_calls_the_new_instance_and_keeps_calls_in_progress_on_
         .contains(&format!("plugin_generation={generation}")));
     hang_up_from_alice(&mut rig, &mut a1, &b1, host).await
 }
+
+#[tokio::test]
+async fn replacing_the_library_file_takes_effect_for_new_calls_only() -> R {
+    let dir = std::env::temp_dir().join(format!("escalator-swap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let installed = dir.join("libplugin.so");
+    std::fs::copy(plugin_lib("escalator-example-plugin"), &installed)?;
+    // One config both libraries accept.
+    let config = "header = \"X-Gen\"\nvalue = \"old\"\nmode = \"actions\"";
+    let mut entry = plugin_config("escalator-example-plugin", config, 10);
+    entry.path = installed.clone();
+    let mut rig = Rig::with(
+        Proto::Udp,
+        Proto::Udp,
+        loopback(),
+        with_plugins(vec![entry.clone()]),
+    )
+    .await;
+    let (mut a, b, host, inv) = establish(&mut rig).await?;
+    assert_eq!(inv.header("X-Gen"), Some("old"));
+
+    // Install another library at the same path and reload.
+    std::fs::copy(plugin_lib("escalator-test-plugin"), &installed)?;
+    rig.host.reload_plugins(&[entry]).await?;
+    let status = rig.host.status().await?;
+    assert!(status.contains("scripted/0.0.1"), "{status}");
+
+    // The call in progress keeps the old library's instance.
+    let info = a.request(&rig.alice, "INFO", None);
+    rig.alice.send(rig.host_for_alice, &info);
+    let (i, _) = rig.bob.expect_request("INFO").await?;
+    assert_eq!(i.header("X-Gen"), Some("old"));
+    rig.bob
+        .send(host, &rig.bob.reply(&i, 200, &b.local_tag, None));
+    rig.alice.expect_response(200).await?;
+
+    // A new call is served by the new library, which adds no header.
+    let escalator_e2e::Offered { at_bob: inv2, .. } = rig.offer_call(Some(SDP_OFFER)).await?;
+    assert_eq!(inv2.header("X-Gen"), None);
+    rig.bob.send(host, &rig.bob.reply(&inv2, 486, "busy", None));
+    rig.bob.expect_request("ACK").await?;
+    rig.alice.expect_response(486).await?;
+    hang_up_from_alice(&mut rig, &mut a, &b, host).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

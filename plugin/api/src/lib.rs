@@ -26,6 +26,34 @@
 //! The host calls one plugin instance from one thread at a time (not always
 //! the same thread), never concurrently.
 //!
+//! # What a plugin sees, may and may not do
+//! - It sees every request the host receives except ACK and CANCEL (those
+//!   belong to the transactions the host runs), after the host has checked
+//!   it (valid headers, Max-Forwards, loops), and every response to a request
+//!   the host relayed except 100 Trying. Outcomes of its own requests come as
+//!   [`Event`]s, not as hooks.
+//! - It may leave a message alone ([`Decision::Continue`]), add headers and
+//!   side effects ([`Decision::ContinueWith`]), or take it over
+//!   ([`Decision::Handled`]). A request taken over must be answered with
+//!   [`Action::Respond`], at once or from a later event; after 64*T1 without
+//!   a final response the host answers 500 itself.
+//! - Dialog bookkeeping stays with the host: Call-ID, tags, CSeq, Via, Route
+//!   and Contact of the requests a plugin sends are the host's. A plugin's
+//!   INVITE that carries an offer is ACKed by the host; an offerless one is
+//!   ACKed by the plugin (`SendRequest` with method `ACK` and the answer).
+//! - It must not block or sleep: hooks run on the host's signalling path.
+//!   It must not keep pointers into the buffers it is given beyond the call.
+//!   It has no callback into the host: everything it wants done is an action.
+//! - An error, a panic (caught by the generated shims) or an undecodable
+//!   answer counts as a failure: the host logs it, counts it in
+//!   `escalator_plugin_failures_total` and carries on as if the plugin had
+//!   said continue; past the configured number of consecutive failures the
+//!   plugin is disabled until the next reload.
+//! - On reload a new instance is created; calls in progress keep the
+//!   instance they started with, which is dropped (and its library unloaded)
+//!   when the last of them ends. [`Event::CallEnded`] tells an instance when
+//!   to forget a call.
+//!
 //! # Example
 //! ```
 //! use escalator_plugin_api::{export_plugin, Action, Decision, HookInput, LogLevel, Plugin};
