@@ -860,7 +860,7 @@ impl Core {
         let target = self.clients.get(&cid).map(|c| c.target.clone());
         let handled = match (status > 100, target) {
             (true, Some(t)) => {
-                self.run_hooks(HookKind::Response, leg_id, None, &mut resp, &t)
+                self.run_hooks(HookKind::Response, leg_id, origin, &mut resp, &t)
                     == HookOutcome::Handled
             }
             _ => false,

@@ -22,7 +22,8 @@ pub struct MessageContext {
     pub leg: u64,
     pub peer_leg: Option<u64>,
     pub role: Option<LegRole>,
-    /// The host's server transaction of a request: what [`Action::Respond`] answers.
+    /// The host's server transaction that [`Action::Respond`] answers: for a
+    /// request, its own; for a response, the request the host relayed it for.
     pub transaction: Option<u64>,
     pub call_id: String,
     pub local_tag: String,
