@@ -16,7 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod plugins;
 pub mod routing;
-pub mod sip;
+pub use escalator_sip as sip;
 pub mod timers;
 pub mod transaction;
 pub mod transport;

@@ -239,7 +239,7 @@ impl SipMessage {
         self.headers
             .iter()
             .filter(|h| name_is(&h.name, name))
-            .flat_map(|h| crate::sip::header::split_list(&h.value))
+            .flat_map(|h| crate::header::split_list(&h.value))
             .collect()
     }
 
@@ -283,19 +283,19 @@ impl SipMessage {
     }
 
     pub fn cseq(&self) -> Option<(u32, String)> {
-        crate::sip::header::parse_cseq(self.header("CSeq")?)
+        crate::header::parse_cseq(self.header("CSeq")?)
     }
 
-    pub fn top_via(&self) -> Option<crate::sip::Via> {
-        crate::sip::Via::parse(self.header_values("Via").first()?)
+    pub fn top_via(&self) -> Option<crate::Via> {
+        crate::Via::parse(self.header_values("Via").first()?)
     }
 
     pub fn from_tag(&self) -> Option<String> {
-        crate::sip::NameAddr::parse(self.header("From")?)?.tag()
+        crate::NameAddr::parse(self.header("From")?)?.tag()
     }
 
     pub fn to_tag(&self) -> Option<String> {
-        crate::sip::NameAddr::parse(self.header("To")?)?.tag()
+        crate::NameAddr::parse(self.header("To")?)?.tag()
     }
 
     pub fn content_type(&self) -> Option<&str> {

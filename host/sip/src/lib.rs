@@ -1,4 +1,4 @@
-//! SIP message model: a pass-through-preserving envelope plus small typed views.
+//! SIP message model (crate `escalator-sip`, shared by the host and plugins): a pass-through-preserving envelope plus small typed views.
 //!
 //! Why not `rsip` for the envelope: rsip 0.4 rejects extension methods (the
 //! operator-defined add-user request), folded header lines and IPv6 references
