@@ -1,0 +1,3 @@
+//! The escalation plugin.
+
+pub mod policy;
