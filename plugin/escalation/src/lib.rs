@@ -1,3 +1,7 @@
 //! The escalation plugin.
 
+pub mod multipart;
 pub mod policy;
+pub mod resource_list;
+pub mod sdp;
+pub mod trigger;
