@@ -1,5 +1,6 @@
 //! The escalation plugin.
 
+pub mod invite;
 pub mod multipart;
 pub mod policy;
 pub mod resource_list;

@@ -96,7 +96,8 @@ pub fn parse(xml: &[u8], max_entries: usize) -> Result<Vec<String>, ListError> {
     Ok(uris)
 }
 
-/// A resource-lists document with one list of `uris` (escaping by the writer).
+/// A resource-lists document with one list of `uris` (escaping by the writer),
+/// CRLF line ends.
 pub fn build(uris: &[String]) -> String {
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
     // Writing into a Vec cannot fail.
@@ -112,9 +113,9 @@ pub fn build(uris: &[String]) -> String {
     }
     let _ = w.write_event(Event::End(BytesStart::new("list").to_end()));
     let _ = w.write_event(Event::End(root.to_end()));
-    let mut text = String::from_utf8(w.into_inner()).unwrap_or_default();
-    text.push('\n');
-    text
+    // CRLF line ends, like the rest of a SIP message.
+    let text = String::from_utf8(w.into_inner()).unwrap_or_default();
+    format!("{}\r\n", text.replace('\n', "\r\n"))
 }
 
 #[cfg(test)]
