@@ -55,6 +55,7 @@ impl Plugin for HeaderPlugin {
                 name: "escalator_example_refers_total".into(),
                 kind: MetricKind::Counter,
                 value: 1.0,
+                labels: vec![],
             });
         }
         Decision::ContinueWith(actions)

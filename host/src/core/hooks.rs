@@ -7,6 +7,7 @@ use super::*;
 use crate::plugins::SlotError;
 use escalator_plugin_api::{
     Action, Body, Decision, Event, HookInput, LegRole, LogLevel, MessageContext, MetricKind,
+    PeerInfo,
 };
 
 /// Who asked for something: a plugin of a set, and the token it chose.
@@ -42,6 +43,7 @@ impl Core {
             transaction,
             user_agent: msg.header("User-Agent").map(str::to_string),
             source: source.to_string(),
+            from_core: self.settings.router.from_core(source),
             ..Default::default()
         };
         match leg.and_then(|l| self.model.leg(l)) {
@@ -63,6 +65,13 @@ impl Core {
                 c.last_offer = d.last_offer.as_ref().map(|b| b.to_vec());
                 c.last_answer = d.last_answer.as_ref().map(|b| b.to_vec());
                 c.in_dialog = true;
+                c.peer = l.peer.and_then(|p| self.model.leg(p)).map(|p| PeerInfo {
+                    call_id: p.dialog.call_id.clone(),
+                    local_tag: p.dialog.local_tag.clone(),
+                    remote_tag: p.dialog.remote_tag.clone(),
+                    local_uri: p.dialog.local_uri.to_string(),
+                    remote_uri: p.dialog.remote_uri.to_string(),
+                });
             }
             None => {
                 c.call_id = msg.call_id().unwrap_or_default().to_string();
@@ -179,17 +188,7 @@ impl Core {
                         warn!(plugin = %name, a, b, "cannot pair: unknown leg");
                     }
                 }
-                Action::Release { leg, send_bye } => {
-                    let confirmed = self
-                        .model
-                        .leg(leg)
-                        .is_some_and(|l| l.state == LegState::Confirmed);
-                    if send_bye && confirmed {
-                        self.send_bye(leg);
-                    } else {
-                        self.release(leg);
-                    }
-                }
+                Action::Release { leg, send_bye } => self.plugin_release(leg, send_bye),
                 Action::SetTimer { token, after_ms } => {
                     self.next_plugin_timer += 1;
                     let id = self.next_plugin_timer;
@@ -207,13 +206,21 @@ impl Core {
                     name: metric,
                     kind,
                     value,
-                } => match kind {
-                    MetricKind::Counter => metrics::counter!(metric, "plugin" => name.clone())
-                        .increment(value.max(0.0) as u64),
-                    MetricKind::Gauge => {
-                        metrics::gauge!(metric, "plugin" => name.clone()).set(value)
+                    labels,
+                } => {
+                    let mut labels: Vec<metrics::Label> = labels
+                        .into_iter()
+                        .filter(|(k, _)| k != "plugin")
+                        .map(|(k, v)| metrics::Label::new(k, v))
+                        .collect();
+                    labels.push(metrics::Label::new("plugin", name.clone()));
+                    match kind {
+                        MetricKind::Counter => {
+                            metrics::counter!(metric, labels).increment(value.max(0.0) as u64)
+                        }
+                        MetricKind::Gauge => metrics::gauge!(metric, labels).set(value),
                     }
-                },
+                }
                 Action::AddHeader { name: h, value } => match msg.as_deref_mut() {
                     Some(m) => m.push_header(&h, value),
                     None => {
@@ -221,6 +228,22 @@ impl Core {
                     }
                 },
             }
+        }
+    }
+
+    fn plugin_release(&mut self, leg_id: LegId, send_bye: bool) {
+        let Some(leg) = self.model.leg_mut(leg_id) else {
+            return;
+        };
+        match (leg.state, leg.invite_client) {
+            // Still ringing: CANCEL; the leg goes when its INVITE completes
+            // (a 2xx that crosses the CANCEL is ACKed and ended with BYE).
+            (LegState::Early, Some(cid)) => {
+                leg.state = LegState::Terminating;
+                self.cancel_client(cid);
+            }
+            (LegState::Confirmed, _) if send_bye => self.send_bye(leg_id),
+            _ => self.release(leg_id),
         }
     }
 

@@ -37,6 +37,22 @@ pub struct MessageContext {
     /// `udp:127.0.0.1:5060` style address the message came from.
     pub source: String,
     pub in_dialog: bool,
+    /// The message came from the operator's core (not from a client).
+    pub from_core: bool,
+    /// The dialog state of the partner leg, from the host's own records.
+    pub peer: Option<PeerInfo>,
+}
+
+/// The host's dialog state of a leg (used for the partner leg).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerInfo {
+    pub call_id: String,
+    /// The host's tag in that dialog.
+    pub local_tag: String,
+    /// The far end's tag in that dialog.
+    pub remote_tag: Option<String>,
+    pub local_uri: String,
+    pub remote_uri: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +114,8 @@ pub enum Action {
         b: u64,
     },
     /// Remove a leg without touching its partner; with `send_bye`, a
-    /// confirmed dialog is ended with BYE first.
+    /// confirmed dialog is ended with BYE first. A leg whose INVITE is still
+    /// unanswered is cancelled (CANCEL) and goes when the INVITE completes.
     Release {
         leg: u64,
         send_bye: bool,
@@ -112,10 +129,12 @@ pub enum Action {
         level: LogLevel,
         text: String,
     },
+    /// The host adds the label `plugin` to `labels`.
     Metric {
         name: String,
         kind: MetricKind,
         value: f64,
+        labels: Vec<(String, String)>,
     },
     /// Add a header to the message the host forwards; only meaningful in
     /// [`Decision::ContinueWith`] from a message hook.
@@ -200,6 +219,9 @@ mod tag {
     pub const USER_AGENT: u16 = 23;
     pub const SOURCE: u16 = 24;
     pub const IN_DIALOG: u16 = 25;
+    pub const FROM_CORE: u16 = 26;
+    pub const PEER: u16 = 27;
+    pub const LABEL: u16 = 28;
 
     pub const STATUS: u16 = 30;
     pub const REASON: u16 = 31;
@@ -242,7 +264,33 @@ fn write_context(w: &mut Writer, c: &MessageContext) {
         .opt_bytes(tag::LAST_ANSWER, c.last_answer.as_deref())
         .opt_str(tag::USER_AGENT, c.user_agent.as_deref())
         .str(tag::SOURCE, &c.source)
-        .u64(tag::IN_DIALOG, c.in_dialog as u64);
+        .u64(tag::IN_DIALOG, c.in_dialog as u64)
+        .u64(tag::FROM_CORE, c.from_core as u64);
+    if let Some(p) = &c.peer {
+        w.nested(tag::PEER, |n| {
+            n.str(tag::CALL_ID, &p.call_id)
+                .str(tag::LOCAL_TAG, &p.local_tag)
+                .opt_str(tag::REMOTE_TAG, p.remote_tag.as_deref())
+                .str(tag::LOCAL_URI, &p.local_uri)
+                .str(tag::REMOTE_URI, &p.remote_uri);
+        });
+    }
+}
+
+fn read_peer(data: &[u8]) -> Result<PeerInfo, DecodeError> {
+    let mut p = PeerInfo::default();
+    for_each_field(data, |f| {
+        match f.tag {
+            tag::CALL_ID => p.call_id = f.string()?,
+            tag::LOCAL_TAG => p.local_tag = f.string()?,
+            tag::REMOTE_TAG => p.remote_tag = Some(f.string()?),
+            tag::LOCAL_URI => p.local_uri = f.string()?,
+            tag::REMOTE_URI => p.remote_uri = f.string()?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(p)
 }
 
 fn read_context(data: &[u8]) -> Result<MessageContext, DecodeError> {
@@ -271,6 +319,8 @@ fn read_context(data: &[u8]) -> Result<MessageContext, DecodeError> {
             tag::USER_AGENT => c.user_agent = Some(f.string()?),
             tag::SOURCE => c.source = f.string()?,
             tag::IN_DIALOG => c.in_dialog = f.u64()? != 0,
+            tag::FROM_CORE => c.from_core = f.u64()? != 0,
+            tag::PEER => c.peer = Some(read_peer(f.value)?),
             _ => {}
         }
         Ok(())
@@ -395,11 +445,21 @@ impl Action {
                     .u64(tag::LEVEL, *level as u64)
                     .str(tag::TEXT, text);
             }
-            Action::Metric { name, kind, value } => {
+            Action::Metric {
+                name,
+                kind,
+                value,
+                labels,
+            } => {
                 w.u64(tag::KIND, A_METRIC)
                     .str(tag::NAME, name)
                     .u64(tag::METRIC_KIND, *kind as u64)
                     .u64(tag::VALUE, value.to_bits());
+                for (k, v) in labels {
+                    w.nested(tag::LABEL, |l| {
+                        l.str(tag::HEADER_NAME, k).str(tag::HEADER_VALUE, v);
+                    });
+                }
             }
             Action::AddHeader { name, value } => {
                 w.u64(tag::KIND, A_ADD_HEADER)
@@ -418,6 +478,7 @@ impl Action {
             message: Option<Vec<u8>>,
             body: Option<Vec<u8>>,
             headers: Vec<(String, String)>,
+            labels: Vec<(String, String)>,
         }
         let mut f = F::default();
         for_each_field(data, |x| {
@@ -447,7 +508,7 @@ impl Action {
                 }
                 tag::MESSAGE => f.message = Some(x.value.to_vec()),
                 tag::BODY => f.body = Some(x.value.to_vec()),
-                tag::HEADER => {
+                tag::HEADER | tag::LABEL => {
                     let (mut n, mut v) = (None, None);
                     for_each_field(x.value, |h| {
                         match h.tag {
@@ -457,10 +518,15 @@ impl Action {
                         }
                         Ok(())
                     })?;
-                    f.headers.push((
-                        n.ok_or(DecodeError::Missing("header name"))?,
+                    let pair = (
+                        n.ok_or(DecodeError::Missing("name"))?,
                         v.unwrap_or_default(),
-                    ));
+                    );
+                    if x.tag == tag::LABEL {
+                        f.labels.push(pair);
+                    } else {
+                        f.headers.push(pair);
+                    }
                 }
                 _ => {}
             }
@@ -525,6 +591,7 @@ impl Action {
                     _ => return Err(DecodeError::BadValue("metric kind")),
                 },
                 value: f64::from_bits(u(tag::VALUE, "value")?),
+                labels: f.labels.clone(),
             },
             A_ADD_HEADER => Action::AddHeader {
                 name: s(tag::NAME).ok_or(DecodeError::Missing("header name"))?,
@@ -678,6 +745,14 @@ mod tests {
             user_agent: Some("Old/1.0".into()),
             source: "udp:10.0.0.1:5060".into(),
             in_dialog: true,
+            from_core: false,
+            peer: Some(PeerInfo {
+                call_id: "b@host".into(),
+                local_tag: "ours".into(),
+                remote_tag: Some("theirs".into()),
+                local_uri: "<sip:a@x>".into(),
+                remote_uri: "<sip:b@x>".into(),
+            }),
         }
     }
 
@@ -735,6 +810,7 @@ mod tests {
                 name: "escalations".into(),
                 kind: MetricKind::Counter,
                 value: 1.5,
+                labels: vec![("outcome".into(), "escalated".into())],
             },
             Action::AddHeader {
                 name: "X-B".into(),
