@@ -1,5 +1,6 @@
 //! The escalation plugin.
 
+pub mod flow;
 pub mod invite;
 pub mod multipart;
 pub mod policy;

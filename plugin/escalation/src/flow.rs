@@ -1,0 +1,589 @@
+//! One escalation as a state machine: events in, plugin actions out.
+//!
+//! fresh-offer (RFC 3725 flow I): 202 (+ NOTIFY 100) → re-INVITE the client
+//! without SDP → its 200 carries a fresh MSRP offer → conference INVITE with
+//! that offer → conference 200 → ACK the client with the conference's answer
+//! (re-anchors its media), re-pair the client's leg with the conference leg,
+//! NOTIFY 200. The peer's old dialog is replaced by the focus (Replaces); the
+//! host answers and absorbs the peer's BYE on the now unpaired old leg.
+//!
+//! reuse-offer: the client's last offer goes into the conference INVITE; on
+//! the conference 200 the client is re-INVITEd with the conference's SDP, and
+//! re-paired when it accepts.
+//!
+//! Every failure leaves the 1-to-1 session as it was: a pending 200 from the
+//! client is ACKed with the peer's SDP (its previous answer), the conference
+//! leg is cancelled or hung up, and the client gets a final NOTIFY with the
+//! failure status (or a refusal of its request).
+
+use crate::invite::{self, ConferenceInvite, PeerDialog};
+use crate::policy::{Domain, MediaMode};
+use crate::sdp::check_msrp_offer;
+use crate::trigger::Trigger;
+use escalator_plugin_api::{Action, Body, Event};
+use escalator_sip::SipMessage;
+
+/// How long the client's 200 to an offerless re-INVITE may wait for our ACK
+/// (it retransmits for 64*T1 = 32 s by default).
+pub const DEFAULT_ANSWER_TIMEOUT_MS: u64 = 20_000;
+/// After success, the old leg is hung up if the peer has not ended it.
+pub const STALE_LEG_MS: u64 = 30_000;
+
+/// Everything a flow needs, taken from the trigger, the policy and the
+/// host's dialog state when the flow starts.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub call: u64,
+    pub client_leg: u64,
+    pub peer_leg: u64,
+    /// The server transaction of the triggering request.
+    pub transaction: u64,
+    /// CSeq number of the REFER (NOTIFY `Event: refer;id=`).
+    pub refer_cseq: u32,
+    pub trigger: Trigger,
+    pub domain: Domain,
+    /// The client's identity (name-addr) in the 1-to-1 session.
+    pub from: String,
+    pub peer: PeerDialog,
+    /// The client's own SDP (reuse-offer mode).
+    pub client_sdp: Option<Vec<u8>>,
+    /// The peer's SDP as the client last saw it (for a rollback answer).
+    pub peer_sdp: Option<Vec<u8>>,
+    pub boundary: String,
+    pub answer_timeout_ms: u64,
+}
+
+/// Why a request is refused before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub reason: String,
+    /// A sentence for the user.
+    pub text: String,
+    /// For metrics.
+    pub label: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Escalated,
+    Failed { label: &'static str, detail: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    AwaitOffer,
+    AwaitConference,
+    AwaitReanchor,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Tokens {
+    offer: u64,
+    conference: u64,
+    reanchor: u64,
+    guard: u64,
+    stale: u64,
+}
+
+#[derive(Debug)]
+pub struct Flow {
+    pub setup: Setup,
+    step: Step,
+    tokens: Tokens,
+    conf_leg: Option<u64>,
+    /// fresh-offer: the client's 200 waits for our ACK.
+    client_waits_for_ack: bool,
+    next_notify: u64,
+}
+
+fn sdp_body(bytes: Vec<u8>) -> Option<Body> {
+    Some(Body {
+        content_type: "application/sdp".into(),
+        bytes,
+    })
+}
+
+fn sdp_of(message: &[u8]) -> Option<Vec<u8>> {
+    let m = SipMessage::parse(message, Default::default()).ok()?;
+    let is_sdp = m
+        .content_type()
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/sdp"));
+    (is_sdp && !m.body.is_empty()).then(|| m.body.to_vec())
+}
+
+fn reason_of(message: &[u8]) -> String {
+    SipMessage::parse(message, Default::default())
+        .ok()
+        .and_then(|m| match m.start {
+            escalator_sip::StartLine::Response { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The conference INVITE for `setup` with `offer`, or why it cannot be built.
+pub fn conference_invite(setup: &Setup, offer: &[u8]) -> Result<Vec<u8>, Refusal> {
+    invite::build(&ConferenceInvite {
+        factory_uri: &setup.domain.factory_uri,
+        from: &setup.from,
+        invitees: &setup.trigger.targets,
+        peer: &setup.peer,
+        sdp_offer: offer,
+        boundary: &setup.boundary,
+        max_group_size: setup.domain.max_group_size,
+    })
+    .map_err(refusal)
+}
+
+fn refusal(e: invite::BuildError) -> Refusal {
+    match e {
+        invite::BuildError::GroupTooLarge { members, max } => Refusal {
+            status: 403,
+            reason: "Group Too Large".into(),
+            text: format!(
+                "Cannot add participants: the group would have {members} people besides you, the maximum is {max}."
+            ),
+            label: "group-too-large",
+        },
+        invite::BuildError::NoInvitees => Refusal {
+            status: 400,
+            reason: "No One To Add".into(),
+            text: "Cannot add participants: nobody new was named.".into(),
+            label: "no-invitees",
+        },
+        invite::BuildError::Sdp(e) => Refusal {
+            status: 488,
+            reason: "Not Acceptable Here".into(),
+            text: format!("Cannot add participants: the chat session cannot be extended ({e})."),
+            label: "no-msrp-offer",
+        },
+    }
+}
+
+/// Checks that must pass before the client is told anything but a refusal
+/// (step 6: nothing is sent when the group is too large).
+pub fn precheck(setup: &Setup) -> Result<(), Refusal> {
+    let entries = invite::list_entries(&setup.from, &setup.trigger.targets, &setup.peer);
+    if entries.len() < 2 {
+        return Err(refusal(invite::BuildError::NoInvitees));
+    }
+    invite::check_group_size(entries.len(), setup.domain.max_group_size).map_err(refusal)?;
+    if setup.domain.media == MediaMode::ReuseOffer {
+        let offer = setup.client_sdp.as_deref().unwrap_or_default();
+        check_msrp_offer(offer).map_err(|e| refusal(e.into()))?;
+    }
+    Ok(())
+}
+
+/// The actions that refuse a trigger: an error response, or for a REFER
+/// with a subscription 202 + a final NOTIFY carrying the status; and a
+/// readable MESSAGE when the domain asks for one.
+pub fn refusal_actions(
+    setup: &Setup,
+    refusal: &Refusal,
+    notify_token: u64,
+    message_token: u64,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let t = &setup.trigger;
+    if t.kind.is_refer() && t.subscription {
+        actions.push(accept(setup));
+        actions.push(notify(
+            setup,
+            notify_token,
+            &format!("{} {}", refusal.status, refusal.reason),
+            "terminated;reason=noresource",
+        ));
+    } else {
+        actions.push(Action::Respond {
+            transaction: setup.transaction,
+            status: refusal.status,
+            reason: refusal.reason.clone(),
+            headers: vec![(
+                "Warning".into(),
+                format!("399 escalator \"{}\"", refusal.text.replace('"', "'")),
+            )],
+            body: None,
+        });
+    }
+    if setup.domain.notify_user {
+        actions.push(user_message(setup, message_token, &refusal.text));
+    }
+    actions
+}
+
+fn accept(setup: &Setup) -> Action {
+    let mut headers = Vec::new();
+    if setup.trigger.kind.is_refer() && !setup.trigger.subscription {
+        headers.push(("Refer-Sub".into(), "false".into()));
+    }
+    Action::Respond {
+        transaction: setup.transaction,
+        status: 202,
+        reason: "Accepted".into(),
+        headers,
+        body: None,
+    }
+}
+
+fn notify(setup: &Setup, token: u64, status_line: &str, state: &str) -> Action {
+    Action::SendRequest {
+        leg: setup.client_leg,
+        method: "NOTIFY".into(),
+        headers: vec![
+            ("Event".into(), format!("refer;id={}", setup.refer_cseq)),
+            ("Subscription-State".into(), state.into()),
+        ],
+        body: Some(Body {
+            content_type: "message/sipfrag;version=2.0".into(),
+            bytes: format!("SIP/2.0 {status_line}\r\n").into_bytes(),
+        }),
+        token,
+    }
+}
+
+fn user_message(setup: &Setup, token: u64, text: &str) -> Action {
+    Action::SendRequest {
+        leg: setup.client_leg,
+        method: "MESSAGE".into(),
+        headers: vec![],
+        body: Some(Body {
+            content_type: "text/plain;charset=UTF-8".into(),
+            bytes: text.as_bytes().to_vec(),
+        }),
+        token,
+    }
+}
+
+impl Flow {
+    /// Start an escalation that passed [`precheck`]. `token` hands out fresh tokens.
+    pub fn start(
+        setup: Setup,
+        token: &mut dyn FnMut() -> u64,
+    ) -> (Flow, Vec<Action>, Option<Outcome>) {
+        let mut flow = Flow {
+            setup,
+            step: Step::AwaitOffer,
+            tokens: Tokens::default(),
+            conf_leg: None,
+            client_waits_for_ack: false,
+            next_notify: 0,
+        };
+        flow.next_notify = token();
+        let mut actions = vec![accept(&flow.setup)];
+        if flow.subscribed() {
+            actions.push(notify(
+                &flow.setup,
+                flow.next_notify,
+                "100 Trying",
+                "active;expires=60",
+            ));
+        }
+        match flow.setup.domain.media {
+            MediaMode::FreshOffer => {
+                flow.tokens.offer = token();
+                flow.tokens.guard = token();
+                actions.push(Action::SendRequest {
+                    leg: flow.setup.client_leg,
+                    method: "INVITE".into(),
+                    headers: vec![],
+                    body: None,
+                    token: flow.tokens.offer,
+                });
+                actions.push(Action::SetTimer {
+                    token: flow.tokens.guard,
+                    after_ms: flow.setup.answer_timeout_ms,
+                });
+            }
+            MediaMode::ReuseOffer => {
+                let offer = flow.setup.client_sdp.clone().unwrap_or_default();
+                let (more, outcome) = flow.invite_conference(&offer, token);
+                actions.extend(more);
+                return (flow, actions, outcome);
+            }
+        }
+        (flow, actions, None)
+    }
+
+    fn subscribed(&self) -> bool {
+        self.setup.trigger.kind.is_refer() && self.setup.trigger.subscription
+    }
+
+    /// The tokens this flow listens to.
+    pub fn tokens(&self) -> [u64; 5] {
+        let t = self.tokens;
+        [t.offer, t.conference, t.reanchor, t.guard, t.stale]
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.step == Step::Done
+    }
+
+    fn invite_conference(
+        &mut self,
+        offer: &[u8],
+        token: &mut dyn FnMut() -> u64,
+    ) -> (Vec<Action>, Option<Outcome>) {
+        match conference_invite(&self.setup, offer) {
+            Ok(invite) => {
+                self.step = Step::AwaitConference;
+                self.tokens.conference = token();
+                let create = Action::CreateLeg {
+                    call: self.setup.call,
+                    invite,
+                    target: None,
+                    token: self.tokens.conference,
+                };
+                (vec![create], None)
+            }
+            Err(r) => self.fail(r.label, &format!("{} {}", r.status, r.reason), token),
+        }
+    }
+
+    /// Handle an event addressed to one of this flow's tokens.
+    pub fn on_event(
+        &mut self,
+        event: &Event,
+        token: &mut dyn FnMut() -> u64,
+    ) -> (Vec<Action>, Option<Outcome>) {
+        let t = self.tokens;
+        match (self.step, event) {
+            (_, Event::Timer { token: k }) if *k == t.stale && t.stale != 0 => (
+                vec![Action::Release {
+                    leg: self.setup.peer_leg,
+                    send_bye: true,
+                }],
+                None,
+            ),
+            (Step::AwaitOffer | Step::AwaitConference, Event::Timer { token: k })
+                if *k == t.guard =>
+            {
+                let mut actions = Vec::new();
+                if let Some(leg) = self.conf_leg {
+                    actions.push(Action::Release {
+                        leg,
+                        send_bye: true,
+                    });
+                }
+                let (more, outcome) = self.fail("conference-timeout", "408 Request Timeout", token);
+                actions.extend(more);
+                (actions, outcome)
+            }
+            (
+                Step::AwaitOffer,
+                Event::Response {
+                    token: k,
+                    status,
+                    message,
+                    ..
+                },
+            ) if *k == t.offer => match status {
+                100..=199 => (vec![], None),
+                200..=299 => {
+                    self.client_waits_for_ack = true;
+                    match sdp_of(message) {
+                        Some(offer) => self.invite_conference(&offer, token),
+                        None => self.fail("no-msrp-offer", "488 Not Acceptable Here", token),
+                    }
+                }
+                _ => self.fail(
+                    "client-refused-offer",
+                    &format!("{status} {}", reason_of(message)),
+                    token,
+                ),
+            },
+            (
+                Step::AwaitOffer,
+                Event::Timeout { token: k, .. } | Event::TransportError { token: k, .. },
+            ) if *k == t.offer => self.fail("client-unreachable", "408 Request Timeout", token),
+            (
+                Step::AwaitConference,
+                Event::Response {
+                    token: k,
+                    leg,
+                    status,
+                    message,
+                },
+            ) if *k == t.conference => {
+                self.conf_leg = Some(*leg);
+                match status {
+                    100..=199 => (vec![], None),
+                    200..=299 => self.conference_answered(message, token),
+                    _ => self.fail(
+                        "conference-refused",
+                        &format!("{status} {}", reason_of(message)),
+                        token,
+                    ),
+                }
+            }
+            (Step::AwaitConference, Event::Timeout { token: k, .. }) if *k == t.conference => {
+                self.fail("conference-timeout", "408 Request Timeout", token)
+            }
+            (Step::AwaitConference, Event::TransportError { token: k, .. })
+                if *k == t.conference =>
+            {
+                self.fail("conference-unreachable", "503 Service Unavailable", token)
+            }
+            (
+                Step::AwaitReanchor,
+                Event::Response {
+                    token: k,
+                    status,
+                    message,
+                    ..
+                },
+            ) if *k == t.reanchor => match status {
+                100..=199 => (vec![], None),
+                200..=299 => self.succeed(token),
+                _ => {
+                    let mut a = self.hang_up_conference();
+                    let (more, o) = self.fail(
+                        "client-refused-reanchor",
+                        &format!("{status} {}", reason_of(message)),
+                        token,
+                    );
+                    a.extend(more);
+                    (a, o)
+                }
+            },
+            (
+                Step::AwaitReanchor,
+                Event::Timeout { token: k, .. } | Event::TransportError { token: k, .. },
+            ) if *k == t.reanchor => {
+                let mut a = self.hang_up_conference();
+                let (more, o) = self.fail("client-unreachable", "408 Request Timeout", token);
+                a.extend(more);
+                (a, o)
+            }
+            _ => (vec![], None),
+        }
+    }
+
+    fn hang_up_conference(&self) -> Vec<Action> {
+        self.conf_leg
+            .map(|leg| Action::Release {
+                leg,
+                send_bye: true,
+            })
+            .into_iter()
+            .collect()
+    }
+
+    fn conference_answered(
+        &mut self,
+        message: &[u8],
+        token: &mut dyn FnMut() -> u64,
+    ) -> (Vec<Action>, Option<Outcome>) {
+        let Some(answer) = sdp_of(message) else {
+            let mut a = self.hang_up_conference();
+            let (more, o) = self.fail("conference-without-sdp", "488 Not Acceptable Here", token);
+            a.extend(more);
+            return (a, o);
+        };
+        match self.setup.domain.media {
+            MediaMode::FreshOffer => {
+                // The conference's answer completes the client's offer: its
+                // media now goes to the conference.
+                self.client_waits_for_ack = false;
+                let mut actions = vec![Action::SendRequest {
+                    leg: self.setup.client_leg,
+                    method: "ACK".into(),
+                    headers: vec![],
+                    body: sdp_body(answer),
+                    token: 0,
+                }];
+                let (more, o) = self.succeed(token);
+                actions.extend(more);
+                (actions, o)
+            }
+            MediaMode::ReuseOffer => {
+                self.step = Step::AwaitReanchor;
+                self.tokens.reanchor = token();
+                (
+                    vec![Action::SendRequest {
+                        leg: self.setup.client_leg,
+                        method: "INVITE".into(),
+                        headers: vec![],
+                        body: sdp_body(answer),
+                        token: self.tokens.reanchor,
+                    }],
+                    None,
+                )
+            }
+        }
+    }
+
+    fn succeed(&mut self, token: &mut dyn FnMut() -> u64) -> (Vec<Action>, Option<Outcome>) {
+        self.step = Step::Done;
+        let mut actions = Vec::new();
+        if let Some(conf) = self.conf_leg {
+            actions.push(Action::Pair {
+                a: self.setup.client_leg,
+                b: conf,
+            });
+        }
+        self.tokens.stale = token();
+        actions.push(Action::SetTimer {
+            token: self.tokens.stale,
+            after_ms: STALE_LEG_MS,
+        });
+        if self.subscribed() {
+            actions.push(notify(
+                &self.setup,
+                token(),
+                "200 OK",
+                "terminated;reason=noresource",
+            ));
+        }
+        (actions, Some(Outcome::Escalated))
+    }
+
+    /// End the flow with the 1-to-1 session as it was.
+    fn fail(
+        &mut self,
+        label: &'static str,
+        status_line: &str,
+        token: &mut dyn FnMut() -> u64,
+    ) -> (Vec<Action>, Option<Outcome>) {
+        self.step = Step::Done;
+        let mut actions = Vec::new();
+        if self.client_waits_for_ack {
+            // Answer the client's fresh offer with what the peer had answered.
+            self.client_waits_for_ack = false;
+            actions.push(Action::SendRequest {
+                leg: self.setup.client_leg,
+                method: "ACK".into(),
+                headers: vec![],
+                body: self.setup.peer_sdp.clone().and_then(sdp_body),
+                token: 0,
+            });
+        }
+        if self.subscribed() {
+            actions.push(notify(
+                &self.setup,
+                token(),
+                status_line,
+                "terminated;reason=noresource",
+            ));
+        }
+        if self.setup.domain.notify_user {
+            actions.push(user_message(
+                &self.setup,
+                token(),
+                &format!("Could not add participants: {status_line}."),
+            ));
+        }
+        (
+            actions,
+            Some(Outcome::Failed {
+                label,
+                detail: status_line.to_string(),
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,461 @@
+use super::*;
+use crate::policy::{Domain, MediaMode};
+use crate::trigger::{Trigger, TriggerKind};
+
+const OFFER: &str = "v=0\r\no=alice 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:text/plain\r\na=path:msrp://192.0.2.1:7654/fresh;tcp\r\n";
+const CONF: &str = "v=0\r\no=focus 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=message 9000 TCP/MSRP *\r\na=accept-types:text/plain\r\na=path:msrp://192.0.2.9:9000/conf;tcp\r\n";
+const PEER_SDP: &str = "v=0\r\no=bob 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\nm=message 7655 TCP/MSRP *\r\na=accept-types:text/plain\r\na=path:msrp://192.0.2.2:7655/b;tcp\r\n";
+
+fn setup(media: MediaMode, subscription: bool, targets: usize, max: usize) -> Setup {
+    Setup {
+        call: 1,
+        client_leg: 10,
+        peer_leg: 11,
+        transaction: 99,
+        refer_cseq: 4,
+        trigger: Trigger {
+            kind: TriggerKind::Refer,
+            targets: (0..targets)
+                .map(|i| format!("sip:user{i}@example.com"))
+                .collect(),
+            subscription,
+        },
+        domain: Domain {
+            factory_uri: "sip:factory@ims.example.com".into(),
+            max_group_size: max,
+            media,
+            notify_user: false,
+        },
+        from: "<sip:alice@example.com>".into(),
+        peer: PeerDialog {
+            uri: "<sip:bob@example.com>".into(),
+            call_id: "leg-b@escalator".into(),
+            peer_tag: "bobtag".into(),
+            our_tag: "hosttag".into(),
+        },
+        client_sdp: Some(OFFER.as_bytes().to_vec()),
+        peer_sdp: Some(PEER_SDP.as_bytes().to_vec()),
+        boundary: "b-1".into(),
+        answer_timeout_ms: 20_000,
+    }
+}
+
+fn counter() -> impl FnMut() -> u64 {
+    let mut n = 100;
+    move || {
+        n += 1;
+        n
+    }
+}
+
+fn response(status: u16, sdp: Option<&str>) -> Vec<u8> {
+    let body = sdp.unwrap_or("");
+    let ct = if sdp.is_some() {
+        "Content-Type: application/sdp\r\n"
+    } else {
+        ""
+    };
+    format!(
+        "SIP/2.0 {status} Whatever\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn token_of(actions: &[Action], method: &str) -> u64 {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::SendRequest {
+                method: m, token, ..
+            } if m == method => Some(*token),
+            Action::CreateLeg { token, .. } if method == "CREATE" => Some(*token),
+            _ => None,
+        })
+        .expect("action present")
+}
+
+fn notify_line(a: &Action) -> Option<String> {
+    match a {
+        Action::SendRequest {
+            method,
+            body: Some(b),
+            ..
+        } if method == "NOTIFY" => Some(String::from_utf8_lossy(&b.bytes).trim_end().to_string()),
+        _ => None,
+    }
+}
+
+fn kinds(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Respond { status, .. } => format!("respond {status}"),
+            Action::SendRequest { method, body, .. } if method == "NOTIFY" => {
+                format!(
+                    "notify {}",
+                    notify_line(a)
+                        .unwrap_or_default()
+                        .trim_start_matches("SIP/2.0 ")
+                )
+            }
+            Action::SendRequest { method, body, .. } => {
+                format!("{method}{}", if body.is_some() { " with body" } else { "" })
+            }
+            Action::CreateLeg { .. } => "create-leg".into(),
+            Action::Pair { a, b } => format!("pair {a} {b}"),
+            Action::Release { leg, send_bye } => format!("release {leg} bye={send_bye}"),
+            Action::SetTimer { .. } => "timer".into(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn fresh_offer_success_reanchors_and_repairs() {
+    let mut t = counter();
+    let (mut flow, a, outcome) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    assert_eq!(outcome, None);
+    assert_eq!(
+        kinds(&a),
+        ["respond 202", "notify 100 Trying", "INVITE", "timer"]
+    );
+    let offer_token = token_of(&a, "INVITE");
+    let (a, o) = flow.on_event(
+        &Event::Response {
+            token: offer_token,
+            leg: 10,
+            status: 200,
+            message: response(200, Some(OFFER)),
+        },
+        &mut t,
+    );
+    assert_eq!(o, None);
+    assert_eq!(kinds(&a), ["create-leg"]);
+    let Action::CreateLeg { invite, target, .. } = &a[0] else {
+        unreachable!()
+    };
+    assert_eq!(*target, None, "step 10: toward the core next hop");
+    let text = String::from_utf8_lossy(invite);
+    assert!(
+        text.contains("a=path:msrp://192.0.2.1:7654/fresh;tcp"),
+        "step 8: the fresh offer"
+    );
+    let conf_token = token_of(&a, "CREATE");
+    let (a, o) = flow.on_event(
+        &Event::Response {
+            token: conf_token,
+            leg: 20,
+            status: 200,
+            message: response(200, Some(CONF)),
+        },
+        &mut t,
+    );
+    assert_eq!(o, Some(Outcome::Escalated));
+    assert_eq!(
+        kinds(&a),
+        ["ACK with body", "pair 10 20", "timer", "notify 200 OK"]
+    );
+    let Action::SendRequest { body: Some(b), .. } = &a[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        b.bytes,
+        CONF.as_bytes(),
+        "the client gets the conference's answer"
+    );
+    assert!(flow.is_done());
+}
+
+#[test]
+fn fresh_offer_conference_refusal_rolls_back_with_the_peers_answer() {
+    let mut t = counter();
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    let offer_token = token_of(&a, "INVITE");
+    let (a, _) = flow.on_event(
+        &Event::Response {
+            token: offer_token,
+            leg: 10,
+            status: 200,
+            message: response(200, Some(OFFER)),
+        },
+        &mut t,
+    );
+    let conf_token = token_of(&a, "CREATE");
+    let (a, o) = flow.on_event(
+        &Event::Response {
+            token: conf_token,
+            leg: 20,
+            status: 486,
+            message: response(486, None),
+        },
+        &mut t,
+    );
+    assert!(matches!(
+        o,
+        Some(Outcome::Failed {
+            label: "conference-refused",
+            ..
+        })
+    ));
+    assert_eq!(kinds(&a), ["ACK with body", "notify 486 Whatever"]);
+    let Action::SendRequest { body: Some(b), .. } = &a[0] else {
+        unreachable!()
+    };
+    assert_eq!(b.bytes, PEER_SDP.as_bytes(), "media stays with the peer");
+}
+
+#[test]
+fn fresh_offer_failures_before_the_conference() {
+    let mut t = counter();
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    let offer_token = token_of(&a, "INVITE");
+    let (a, o) = flow.on_event(
+        &Event::Response {
+            token: offer_token,
+            leg: 10,
+            status: 488,
+            message: response(488, None),
+        },
+        &mut t,
+    );
+    assert!(matches!(
+        o,
+        Some(Outcome::Failed {
+            label: "client-refused-offer",
+            ..
+        })
+    ));
+    assert_eq!(
+        kinds(&a),
+        ["notify 488 Whatever"],
+        "no ACK for a non-2xx: the host's transaction sends it"
+    );
+
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    let offer_token = token_of(&a, "INVITE");
+    let (a, o) = flow.on_event(
+        &Event::Response {
+            token: offer_token,
+            leg: 10,
+            status: 200,
+            message: response(200, None),
+        },
+        &mut t,
+    );
+    assert!(matches!(
+        o,
+        Some(Outcome::Failed {
+            label: "no-msrp-offer",
+            ..
+        })
+    ));
+    assert_eq!(
+        kinds(&a),
+        ["ACK with body", "notify 488 Not Acceptable Here"]
+    );
+}
+
+#[test]
+fn guard_timer_cancels_a_slow_conference_and_answers_the_client() {
+    let mut t = counter();
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    let guard = a
+        .iter()
+        .find_map(|x| match x {
+            Action::SetTimer { token, .. } => Some(*token),
+            _ => None,
+        })
+        .unwrap();
+    let offer_token = token_of(&a, "INVITE");
+    let (a, _) = flow.on_event(
+        &Event::Response {
+            token: offer_token,
+            leg: 10,
+            status: 200,
+            message: response(200, Some(OFFER)),
+        },
+        &mut t,
+    );
+    let conf_token = token_of(&a, "CREATE");
+    flow.on_event(
+        &Event::Response {
+            token: conf_token,
+            leg: 20,
+            status: 180,
+            message: response(180, None),
+        },
+        &mut t,
+    );
+    let (a, o) = flow.on_event(&Event::Timer { token: guard }, &mut t);
+    assert!(matches!(
+        o,
+        Some(Outcome::Failed {
+            label: "conference-timeout",
+            ..
+        })
+    ));
+    assert_eq!(
+        kinds(&a),
+        [
+            "release 20 bye=true",
+            "ACK with body",
+            "notify 408 Request Timeout"
+        ]
+    );
+}
+
+#[test]
+fn reuse_offer_success_and_refused_reanchor() {
+    let mut t = counter();
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::ReuseOffer, true, 2, 10), &mut t);
+    assert_eq!(
+        kinds(&a),
+        ["respond 202", "notify 100 Trying", "create-leg"]
+    );
+    let conf_token = token_of(&a, "CREATE");
+    let (a, _) = flow.on_event(
+        &Event::Response {
+            token: conf_token,
+            leg: 20,
+            status: 200,
+            message: response(200, Some(CONF)),
+        },
+        &mut t,
+    );
+    assert_eq!(kinds(&a), ["INVITE with body"]);
+    let reanchor = token_of(&a, "INVITE");
+    let (a, o) = flow.on_event(
+        &Event::Response {
+            token: reanchor,
+            leg: 10,
+            status: 200,
+            message: response(200, Some(OFFER)),
+        },
+        &mut t,
+    );
+    assert_eq!(o, Some(Outcome::Escalated));
+    assert_eq!(kinds(&a), ["pair 10 20", "timer", "notify 200 OK"]);
+
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::ReuseOffer, true, 2, 10), &mut t);
+    let conf_token = token_of(&a, "CREATE");
+    let (a, _) = flow.on_event(
+        &Event::Response {
+            token: conf_token,
+            leg: 21,
+            status: 200,
+            message: response(200, Some(CONF)),
+        },
+        &mut t,
+    );
+    let reanchor = token_of(&a, "INVITE");
+    let (a, o) = flow.on_event(
+        &Event::Response {
+            token: reanchor,
+            leg: 10,
+            status: 488,
+            message: response(488, None),
+        },
+        &mut t,
+    );
+    assert!(matches!(
+        o,
+        Some(Outcome::Failed {
+            label: "client-refused-reanchor",
+            ..
+        })
+    ));
+    assert_eq!(kinds(&a), ["release 21 bye=true", "notify 488 Whatever"]);
+}
+
+#[test]
+fn conference_timeout_and_transport_error() {
+    for (event, label) in [
+        (Event::Timeout { token: 0, leg: 20 }, "conference-timeout"),
+        (
+            Event::TransportError { token: 0, leg: 20 },
+            "conference-unreachable",
+        ),
+    ] {
+        let mut t = counter();
+        let (mut flow, a, _) = Flow::start(setup(MediaMode::ReuseOffer, true, 1, 10), &mut t);
+        let conf_token = token_of(&a, "CREATE");
+        let event = match event {
+            Event::Timeout { leg, .. } => Event::Timeout {
+                token: conf_token,
+                leg,
+            },
+            Event::TransportError { leg, .. } => Event::TransportError {
+                token: conf_token,
+                leg,
+            },
+            e => e,
+        };
+        let (_, o) = flow.on_event(&event, &mut t);
+        assert!(matches!(o, Some(Outcome::Failed { label: l, .. }) if l == label));
+    }
+}
+
+#[test]
+fn step6_too_large_a_group_is_refused_before_anything_is_sent() {
+    // 3 invitees + the peer = 4 users on the list.
+    let s = setup(MediaMode::FreshOffer, true, 3, 3);
+    let r = precheck(&s).unwrap_err();
+    assert_eq!((r.status, r.label), (403, "group-too-large"));
+    assert!(r.text.contains("maximum is 3"), "{}", r.text);
+    assert!(precheck(&setup(MediaMode::FreshOffer, true, 2, 3)).is_ok());
+
+    let a = refusal_actions(&s, &r, 1, 2);
+    assert_eq!(kinds(&a), ["respond 202", "notify 403 Group Too Large"]);
+    let mut quiet = setup(MediaMode::FreshOffer, false, 3, 3);
+    quiet.domain.notify_user = true;
+    let a = refusal_actions(&quiet, &r, 1, 2);
+    assert_eq!(kinds(&a), ["respond 403", "MESSAGE with body"]);
+    let Action::SendRequest { body: Some(b), .. } = &a[1] else {
+        unreachable!()
+    };
+    assert!(String::from_utf8_lossy(&b.bytes).contains("maximum is 3"));
+}
+
+#[test]
+fn refer_sub_false_means_no_notify() {
+    let mut t = counter();
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::ReuseOffer, false, 1, 10), &mut t);
+    assert_eq!(kinds(&a), ["respond 202", "create-leg"]);
+    let Action::Respond { headers, .. } = &a[0] else {
+        unreachable!()
+    };
+    assert_eq!(headers, &[("Refer-Sub".to_string(), "false".to_string())]);
+    let conf_token = token_of(&a, "CREATE");
+    let (a, _) = flow.on_event(
+        &Event::Response {
+            token: conf_token,
+            leg: 20,
+            status: 603,
+            message: response(603, None),
+        },
+        &mut t,
+    );
+    assert!(a.is_empty(), "{a:?}");
+}
+
+#[test]
+fn reuse_mode_without_an_msrp_offer_is_refused() {
+    let mut s = setup(MediaMode::ReuseOffer, true, 1, 10);
+    s.client_sdp = None;
+    assert_eq!(precheck(&s).unwrap_err().label, "no-msrp-offer");
+}
+
+#[test]
+fn notify_event_carries_the_refer_id() {
+    let mut t = counter();
+    let (_, a, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    let Action::SendRequest { headers, .. } = &a[1] else {
+        unreachable!()
+    };
+    assert!(headers.contains(&("Event".to_string(), "refer;id=4".to_string())));
+    assert!(headers.contains(&(
+        "Subscription-State".to_string(),
+        "active;expires=60".to_string()
+    )));
+}
