@@ -42,6 +42,10 @@ pub struct TestUa {
     events: mpsc::Receiver<TransportEvent>,
     ladder: Ladder,
     pub default_timeout: Duration,
+    /// Skip retransmitted requests (same Call-ID, CSeq and branch), as a
+    /// real UA's transaction layer would. Off by default: some tests count them.
+    pub absorb_retransmissions: bool,
+    seen: std::collections::HashSet<(String, String, String)>,
 }
 
 impl TestUa {
@@ -81,6 +85,8 @@ impl TestUa {
             events: rx,
             ladder,
             default_timeout: Duration::from_secs(5),
+            absorb_retransmissions: false,
+            seen: Default::default(),
         })
     }
 
@@ -133,7 +139,31 @@ impl TestUa {
         &mut self,
         wait: Duration,
     ) -> Result<(SipMessage, SocketAddr), UaError> {
-        let ev = tokio::time::timeout(wait, self.events.recv())
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let (msg, from) = self.recv_any(deadline, wait).await?;
+            if self.absorb_retransmissions && msg.is_request() {
+                let key = (
+                    msg.call_id().unwrap_or_default().to_string(),
+                    msg.header("CSeq").unwrap_or_default().to_string(),
+                    msg.top_via()
+                        .and_then(|v| v.branch().map(str::to_string))
+                        .unwrap_or_default(),
+                );
+                if !self.seen.insert(key) {
+                    continue;
+                }
+            }
+            return Ok((msg, from));
+        }
+    }
+
+    async fn recv_any(
+        &mut self,
+        deadline: tokio::time::Instant,
+        wait: Duration,
+    ) -> Result<(SipMessage, SocketAddr), UaError> {
+        let ev = tokio::time::timeout_at(deadline, self.events.recv())
             .await
             .map_err(|_| UaError::Timeout(wait, self.name.clone()))?;
         match ev {

@@ -1,0 +1,455 @@
+//! The plugin: hooks in, policy decisions, flows, metrics and logs out.
+//!
+//! Configuration (the host's `[plugins.config]`):
+//! ```toml
+//! policy = "policies/default.toml"   # required
+//! answer_timeout_ms = 20000          # fresh-offer: longest wait for the conference
+//! ```
+//! The policy file is re-read when it changes (checked at most once a
+//! second, when a request arrives); an invalid new file is logged and the
+//! running policy kept. Escalations in progress keep the policy they started
+//! with; a host reload (SIGHUP) creates a new instance with a fresh policy.
+
+use crate::flow::{self, Flow, Outcome, Setup};
+use crate::invite::PeerDialog;
+use crate::policy::{OutsideDialog, Policy, Subject};
+use crate::trigger::{self, TriggerError};
+use escalator_plugin_api::{
+    Action, Decision, Event, HookInput, LegRole, LogLevel, MessageContext, MetricKind, Plugin,
+};
+use escalator_sip::{NameAddr, SipMessage};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    policy: PathBuf,
+    #[serde(default = "default_answer_timeout")]
+    answer_timeout_ms: u64,
+}
+
+fn default_answer_timeout() -> u64 {
+    flow::DEFAULT_ANSWER_TIMEOUT_MS
+}
+
+pub struct Escalator {
+    policy_path: PathBuf,
+    policy: Arc<Policy>,
+    policy_mtime: Option<SystemTime>,
+    last_check: Instant,
+    answer_timeout_ms: u64,
+    next_token: u64,
+    flows: HashMap<u64, Flow>,
+    /// token → flow id (a flow's id is its first token).
+    tokens: HashMap<u64, u64>,
+    /// calls with an escalation in progress → flow id.
+    busy: HashMap<u64, u64>,
+    /// calls already turned into a conference: later REFERs go to the focus.
+    escalated: HashSet<u64>,
+}
+
+fn metric(name: &str, labels: &[(&str, &str)]) -> Action {
+    Action::Metric {
+        name: name.into(),
+        kind: MetricKind::Counter,
+        value: 1.0,
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn log(level: LogLevel, text: String) -> Action {
+    Action::Log { level, text }
+}
+
+fn policy_info(p: &Policy) -> Action {
+    Action::Metric {
+        name: "escalator_policy_info".into(),
+        kind: MetricKind::Gauge,
+        value: 1.0,
+        labels: vec![
+            ("version".into(), p.version.clone()),
+            ("hash".into(), format!("{:016x}", p.hash)),
+        ],
+    }
+}
+
+fn mtime(path: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The subject of a policy decision: the client of the leg the request came on.
+fn subject(ctx: &MessageContext, msg: &SipMessage) -> Subject {
+    let user = NameAddr::parse(&ctx.remote_uri)
+        .map(|n| n.uri)
+        .or_else(|| msg.header("From").and_then(NameAddr::parse).map(|n| n.uri))
+        .unwrap_or_default();
+    let supported = msg
+        .header_values("Supported")
+        .iter()
+        .map(|s| s.trim().to_string())
+        .collect();
+    let contact_features = msg
+        .header_values("Contact")
+        .first()
+        .and_then(|c| NameAddr::parse(c))
+        .map(|n| n.params.iter().map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default();
+    Subject {
+        user,
+        user_agent: ctx.user_agent.clone(),
+        supported,
+        contact_features,
+    }
+}
+
+fn respond(ctx: &MessageContext, status: u16, reason: &str, why: &str) -> Option<Action> {
+    Some(Action::Respond {
+        transaction: ctx.transaction?,
+        status,
+        reason: reason.into(),
+        headers: vec![(
+            "Warning".into(),
+            format!("399 escalator \"{}\"", why.replace('"', "'")),
+        )],
+        body: None,
+    })
+}
+
+impl Escalator {
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Swap in the policy file if it changed and is valid.
+    fn refresh_policy(&mut self) -> Vec<Action> {
+        if self.last_check.elapsed() < Duration::from_secs(1) {
+            return vec![];
+        }
+        self.last_check = Instant::now();
+        let now = mtime(&self.policy_path);
+        if now == self.policy_mtime {
+            return vec![];
+        }
+        self.policy_mtime = now;
+        match Policy::load(&self.policy_path) {
+            Ok(p) => {
+                self.policy = Arc::new(p);
+                vec![
+                    log(
+                        LogLevel::Info,
+                        format!(
+                            "policy {} reloaded (version {:?})",
+                            self.policy_path.display(),
+                            self.policy.version
+                        ),
+                    ),
+                    policy_info(&self.policy),
+                ]
+            }
+            Err(e) => vec![
+                log(
+                    LogLevel::Error,
+                    format!(
+                        "policy {} refused, keeping the running one: {e}",
+                        self.policy_path.display()
+                    ),
+                ),
+                metric("escalator_policy_reload_failures_total", &[]),
+            ],
+        }
+    }
+
+    fn handle_request(&mut self, input: &HookInput) -> (Vec<Action>, bool) {
+        let mut out = self.refresh_policy();
+        let ctx = &input.context;
+        if ctx.from_core {
+            return (out, false);
+        }
+        let Ok(msg) = SipMessage::parse(&input.message, Default::default()) else {
+            return (out, false);
+        };
+        let policy = self.policy.clone();
+        let recognised = trigger::recognise(&msg, &policy.triggers);
+        let trigger = match recognised {
+            Ok(None) | Err(TriggerError::Disabled(_)) => return (out, false),
+            other => other,
+        };
+        let kind_label = match &trigger {
+            Ok(Some(t)) => t.kind.label(),
+            _ => "malformed",
+        };
+        if !ctx.in_dialog {
+            out.push(metric(
+                "escalator_escalations_total",
+                &[("result", "outside-dialog"), ("reason", kind_label)],
+            ));
+            return match policy.triggers.outside_dialog {
+                OutsideDialog::Pass => (out, false),
+                OutsideDialog::Reject => {
+                    out.extend(respond(
+                        ctx,
+                        403,
+                        "Forbidden",
+                        "add-user requests are only accepted inside a session",
+                    ));
+                    (out, true)
+                }
+            };
+        }
+        let decision = policy.decide(&subject(ctx, &msg));
+        out.push(metric(
+            "escalator_policy_decisions_total",
+            &[
+                ("outcome", decision.outcome.label()),
+                ("rule", &decision.rule),
+                ("trigger", kind_label),
+            ],
+        ));
+        out.push(log(
+            LogLevel::Info,
+            format!(
+                "call {} leg {}: {} request from {:?}: {} (rule {}, bucket {}{}{})",
+                ctx.call,
+                ctx.leg,
+                kind_label,
+                ctx.user_agent.as_deref().unwrap_or("-"),
+                decision.outcome.label(),
+                decision.rule,
+                decision.bucket,
+                if decision.canary { ", canary" } else { "" },
+                if decision.shadow { ", shadow" } else { "" },
+            ),
+        ));
+        let crate::policy::Outcome::Escalate(domain) = decision.outcome else {
+            return (out, false);
+        };
+        let trigger = match trigger {
+            Ok(Some(t)) => t,
+            Ok(None) => return (out, false),
+            Err(e) => {
+                out.push(metric(
+                    "escalator_escalations_total",
+                    &[("result", "refused"), ("reason", "bad-request")],
+                ));
+                if decision.shadow {
+                    out.push(log(
+                        LogLevel::Info,
+                        format!("shadow: would refuse with {}: {e}", e.status()),
+                    ));
+                    return (out, false);
+                }
+                out.extend(respond(ctx, e.status(), "Bad Request", &e.to_string()));
+                return (out, true);
+            }
+        };
+        if self.escalated.contains(&ctx.call) {
+            // The conference focus handles further additions itself.
+            return (out, false);
+        }
+        let (Some(peer), Some(peer_leg), Some(transaction)) =
+            (&ctx.peer, ctx.peer_leg, ctx.transaction)
+        else {
+            return (out, false);
+        };
+        if self.busy.contains_key(&ctx.call) {
+            out.push(metric(
+                "escalator_escalations_total",
+                &[("result", "refused"), ("reason", "busy")],
+            ));
+            out.extend(respond(
+                ctx,
+                491,
+                "Request Pending",
+                "an escalation is already in progress",
+            ));
+            return (out, true);
+        }
+        let (client_sdp, peer_sdp) = match ctx.role {
+            Some(LegRole::Uac) => (ctx.last_answer.clone(), ctx.last_offer.clone()),
+            _ => (ctx.last_offer.clone(), ctx.last_answer.clone()),
+        };
+        let id = self.token();
+        let setup = Setup {
+            call: ctx.call,
+            client_leg: ctx.leg,
+            peer_leg,
+            transaction,
+            refer_cseq: msg.cseq().map(|c| c.0).unwrap_or(0),
+            trigger,
+            domain,
+            from: ctx.remote_uri.clone(),
+            peer: PeerDialog {
+                uri: ctx.local_uri.clone(),
+                call_id: peer.call_id.clone(),
+                peer_tag: peer.remote_tag.clone().unwrap_or_default(),
+                our_tag: peer.local_tag.clone(),
+            },
+            client_sdp,
+            peer_sdp,
+            boundary: format!("escalator-{}-{id}", ctx.call),
+            answer_timeout_ms: self.answer_timeout_ms,
+        };
+        if let Err(r) = flow::precheck(&setup) {
+            out.push(metric(
+                "escalator_escalations_total",
+                &[("result", "refused"), ("reason", r.label)],
+            ));
+            out.push(log(
+                LogLevel::Warn,
+                format!("call {}: refused: {}", ctx.call, r.text),
+            ));
+            if decision.shadow {
+                return (out, false);
+            }
+            let (n, m) = (self.token(), self.token());
+            out.extend(flow::refusal_actions(&setup, &r, n, m));
+            return (out, true);
+        }
+        if decision.shadow {
+            let offer = setup.client_sdp.clone().unwrap_or_default();
+            let text = match flow::conference_invite(&setup, &offer) {
+                Ok(invite) => String::from_utf8_lossy(&invite).into_owned(),
+                Err(r) => format!("(no INVITE: {})", r.text),
+            };
+            out.push(metric(
+                "escalator_escalations_total",
+                &[("result", "shadow"), ("reason", "shadow")],
+            ));
+            out.push(log(
+                LogLevel::Info,
+                format!(
+                    "shadow: call {} would be escalated ({:?} offer); the INVITE would be:\n{text}",
+                    ctx.call, setup.domain.media
+                ),
+            ));
+            return (out, false);
+        }
+        let mut tokens = || {
+            self.next_token += 1;
+            self.next_token
+        };
+        let (flow, actions, outcome) = Flow::start(setup, &mut tokens);
+        out.extend(actions);
+        self.busy.insert(ctx.call, id);
+        self.track(id, flow, outcome, &mut out);
+        (out, true)
+    }
+
+    /// Keep a flow, index its tokens, and account for its outcome.
+    fn track(&mut self, id: u64, flow: Flow, outcome: Option<Outcome>, out: &mut Vec<Action>) {
+        let call = flow.setup.call;
+        for t in flow.tokens().into_iter().filter(|t| *t != 0) {
+            self.tokens.insert(t, id);
+        }
+        if let Some(o) = outcome {
+            self.busy.remove(&call);
+            match o {
+                Outcome::Escalated => {
+                    self.escalated.insert(call);
+                    out.push(metric(
+                        "escalator_escalations_total",
+                        &[("result", "escalated"), ("reason", "ok")],
+                    ));
+                    out.push(log(
+                        LogLevel::Info,
+                        format!("call {call}: escalated to a conference"),
+                    ));
+                }
+                Outcome::Failed { label, detail } => {
+                    out.push(metric(
+                        "escalator_escalations_total",
+                        &[("result", "failed"), ("reason", label)],
+                    ));
+                    out.push(log(
+                        LogLevel::Warn,
+                        format!("call {call}: escalation failed ({label}: {detail}); the 1-to-1 session goes on"),
+                    ));
+                }
+            }
+        }
+        self.flows.insert(id, flow);
+    }
+
+    fn handle_event(&mut self, event: &Event) -> Vec<Action> {
+        let token = match event {
+            Event::CallEnded { call } => {
+                self.escalated.remove(call);
+                self.busy.remove(call);
+                let ids: Vec<u64> = self
+                    .flows
+                    .iter()
+                    .filter(|(_, f)| f.setup.call == *call)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.flows.remove(&id);
+                }
+                self.tokens.retain(|_, id| self.flows.contains_key(id));
+                return vec![];
+            }
+            Event::Response { token, .. }
+            | Event::Timeout { token, .. }
+            | Event::TransportError { token, .. }
+            | Event::Timer { token } => *token,
+        };
+        let Some(id) = self.tokens.get(&token).copied() else {
+            return vec![];
+        };
+        let Some(mut flow) = self.flows.remove(&id) else {
+            return vec![];
+        };
+        let mut tokens = || {
+            self.next_token += 1;
+            self.next_token
+        };
+        let (mut out, outcome) = flow.on_event(event, &mut tokens);
+        self.track(id, flow, outcome, &mut out);
+        out
+    }
+}
+
+impl Plugin for Escalator {
+    fn create(config: &str) -> Result<Self, String> {
+        let cfg: Config = toml::from_str(config).map_err(|e| format!("plugin config: {e}"))?;
+        let policy = Policy::load(&cfg.policy)
+            .map_err(|e| format!("policy {}: {e}", cfg.policy.display()))?;
+        Ok(Escalator {
+            policy_mtime: mtime(&cfg.policy),
+            policy_path: cfg.policy,
+            policy: Arc::new(policy),
+            last_check: Instant::now(),
+            answer_timeout_ms: cfg.answer_timeout_ms,
+            next_token: 0,
+            flows: HashMap::new(),
+            tokens: HashMap::new(),
+            busy: HashMap::new(),
+            escalated: HashSet::new(),
+        })
+    }
+
+    fn on_request(&mut self, input: &HookInput) -> Decision {
+        let (actions, handled) = self.handle_request(input);
+        match (handled, actions.is_empty()) {
+            (true, _) => Decision::Handled(actions),
+            (false, true) => Decision::Continue,
+            (false, false) => Decision::ContinueWith(actions),
+        }
+    }
+
+    fn on_event(&mut self, event: &Event) -> Decision {
+        let actions = self.handle_event(event);
+        if actions.is_empty() {
+            Decision::Continue
+        } else {
+            Decision::ContinueWith(actions)
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! The escalation plugin end to end: alice (a legacy client) in a 1-to-1
+//! session through the host; "core" is the operator side, where both bob
+//! (the peer) and the conference focus live, told apart by Request-URI.
+
+use escalator_e2e::{loopback, plugin_config, Rig, SDP_ANSWER, SDP_OFFER};
+use escalator_escalation::multipart;
+use escalator_host::sip::SipMessage;
+use escalator_host::transport::Proto;
+use escalator_host::ua::UaDialog;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+type R = anyhow::Result<()>;
+
+const FRESH_OFFER: &str = "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/fresh-a1;tcp\r\n";
+const CONF_SDP: &str = "v=0\r\no=focus 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 9000 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:9000/conf-9;tcp\r\n";
+
+fn policy(extra: &str) -> String {
+    format!(
+        r#"version = "e2e"
+{extra}
+[[legacy.rules]]
+name = "old-test-clients"
+verdict = "legacy"
+user_agent = "^escalator-test-ua/alice"
+
+[domains."example.com"]
+factory_uri = "sip:conference-factory@example.com"
+max_group_size = 5
+notify_user = true
+"#
+    )
+}
+
+/// A rig whose host runs the escalation plugin with `policy_text`.
+async fn rig_with(
+    policy_text: &str,
+    tweak: impl FnOnce(&mut escalator_host::config::Config),
+) -> Rig {
+    let dir = std::env::temp_dir().join(format!(
+        "escalator-e2e-{}-{}",
+        std::process::id(),
+        escalator_host::dialog::random_token(8)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, policy_text).expect("policy file");
+    let plugin = plugin_config(
+        "escalator-escalation",
+        &format!("policy = \"{}\"\nanswer_timeout_ms = 5000", path.display()),
+        10,
+    );
+    let mut rig = Rig::with(Proto::Udp, Proto::Udp, loopback(), move |c| {
+        c.plugins = vec![plugin];
+        tweak(c);
+    })
+    .await;
+    rig.alice.absorb_retransmissions = true;
+    rig
+}
+
+struct Session {
+    a: UaDialog,
+    b: UaDialog,
+    host: SocketAddr,
+    /// The INVITE of the 1-to-1 session as the core received it.
+    b_invite: SipMessage,
+}
+
+async fn one_to_one(rig: &mut Rig) -> anyhow::Result<Session> {
+    let escalator_e2e::Offered {
+        alice: mut a,
+        at_bob: inv,
+        host,
+        ..
+    } = rig.offer_call(Some(SDP_OFFER)).await?;
+    let b = rig.bob.accept_dialog(&inv, host);
+    rig.bob.send(
+        host,
+        &rig.bob.reply(
+            &inv,
+            200,
+            &b.local_tag,
+            Some(("application/sdp", SDP_ANSWER)),
+        ),
+    );
+    let ok = rig.alice.expect_response(200).await?;
+    a.update_from_response(&ok);
+    rig.alice.send(rig.host_for_alice, &a.ack(&rig.alice));
+    rig.bob.expect_request("ACK").await?;
+    Ok(Session {
+        a,
+        b,
+        host,
+        b_invite: inv,
+    })
+}
+
+fn refer(s: &mut Session, rig: &Rig, refer_to: &str) -> SipMessage {
+    let mut r = s.a.request(&rig.alice, "REFER", None);
+    r.push_header("Refer-To", refer_to);
+    r.push_header("Referred-By", "<sip:alice@example.com>");
+    r
+}
+
+/// alice answers a NOTIFY 200 and returns its sipfrag.
+async fn take_notify(rig: &mut Rig, s: &Session) -> anyhow::Result<(String, String)> {
+    let (n, _) = rig.alice.expect_request("NOTIFY").await?;
+    assert!(n.header("Event").unwrap().starts_with("refer"));
+    assert_eq!(n.content_type(), Some("message/sipfrag;version=2.0"));
+    rig.alice.send(
+        rig.host_for_alice,
+        &rig.alice.reply(&n, 200, &s.a.local_tag, None),
+    );
+    Ok((
+        String::from_utf8_lossy(&n.body).trim_end().to_string(),
+        n.header("Subscription-State")
+            .unwrap_or_default()
+            .to_string(),
+    ))
+}
+
+/// alice answers the host's offerless re-INVITE with a fresh MSRP offer.
+async fn give_fresh_offer(rig: &mut Rig, s: &Session) -> anyhow::Result<SipMessage> {
+    let (reinvite, _) = rig.alice.expect_request("INVITE").await?;
+    assert!(
+        reinvite.body.is_empty(),
+        "3pcc: the re-INVITE asks for an offer"
+    );
+    assert_eq!(
+        reinvite.call_id(),
+        Some(s.a.call_id.as_str()),
+        "in alice's own dialog"
+    );
+    rig.alice.send(
+        rig.host_for_alice,
+        &rig.alice.reply(
+            &reinvite,
+            200,
+            &s.a.local_tag,
+            Some(("application/sdp", FRESH_OFFER)),
+        ),
+    );
+    Ok(reinvite)
+}
+
+fn parts(invite: &SipMessage) -> Vec<multipart::Part> {
+    multipart::split(&invite.body, invite.content_type().expect("content type"))
+        .expect("multipart body")
+}
+
+/// Check that 1-to-1 session still works both ways.
+async fn still_one_to_one(rig: &mut Rig, s: &mut Session) -> R {
+    let m =
+        s.a.request(&rig.alice, "MESSAGE", Some(("text/plain", "still there?")));
+    rig.alice.send(rig.host_for_alice, &m);
+    let (got, _) = rig.bob.expect_request("MESSAGE").await?;
+    assert_eq!(got.call_id(), s.b_invite.call_id(), "on the 1-to-1 dialog");
+    rig.bob
+        .send(s.host, &rig.bob.reply(&got, 200, &s.b.local_tag, None));
+    rig.alice.expect_response(200).await?;
+    let back =
+        s.b.request(&rig.bob, "MESSAGE", Some(("text/plain", "yes")));
+    rig.bob.send(s.host, &back);
+    let (got, _) = rig.alice.expect_request("MESSAGE").await?;
+    rig.alice.send(
+        rig.host_for_alice,
+        &rig.alice.reply(&got, 200, &s.a.local_tag, None),
+    );
+    rig.bob.expect_response(200).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn single_refer_escalates_to_a_conference_and_keeps_alices_dialog() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = one_to_one(&mut rig).await?;
+    let r = refer(
+        &mut s,
+        &rig,
+        "<sip:carol@example.com?Replaces=smuggled%3Bto-tag%3Dx&Require=evil>",
+    );
+    rig.alice.send(rig.host_for_alice, &r);
+    let accepted = rig.alice.expect_response(202).await?;
+    assert_eq!(accepted.cseq(), r.cseq());
+    assert_eq!(take_notify(&mut rig, &s).await?.0, "SIP/2.0 100 Trying");
+    give_fresh_offer(&mut rig, &s).await?;
+
+    // The conference INVITE, as the core receives it.
+    let (conf, _) = rig.bob.expect_request("INVITE").await?;
+    assert_eq!(
+        conf.request_uri(),
+        Some("sip:conference-factory@example.com"),
+        "step 2"
+    );
+    assert!(
+        conf.header("From")
+            .unwrap()
+            .contains("sip:alice@example.com"),
+        "step 1"
+    );
+    assert_ne!(conf.call_id(), s.b_invite.call_id(), "step 1: a new dialog");
+    assert_eq!(conf.header("Require"), Some("recipient-list-invite"));
+    assert!(
+        conf.content_type()
+            .unwrap()
+            .starts_with("multipart/mixed;boundary="),
+        "step 7"
+    );
+    let p = parts(&conf);
+    assert_eq!(
+        p[0].body,
+        FRESH_OFFER.as_bytes(),
+        "step 8: alice's fresh offer, a=path included"
+    );
+    let list = escalator_escalation::resource_list::parse(&p[1].body, 10)?;
+    assert_eq!(
+        list[0], "sip:carol@example.com",
+        "steps 3-4, smuggled headers removed"
+    );
+    // Step 9: Replaces names bob's dialog as bob knows it.
+    let expected =
+        escalator_escalation::invite::peer_entry(&escalator_escalation::invite::PeerDialog {
+            uri: "sip:bob@example.com".into(),
+            call_id: s.b_invite.call_id().unwrap().into(),
+            peer_tag: s.b.local_tag.clone(),
+            our_tag: s.b_invite.from_tag().unwrap(),
+        });
+    assert_eq!(list[1], expected);
+
+    // The focus answers; the host ACKs it and re-anchors alice with the answer.
+    let focus = rig.bob.accept_dialog(&conf, s.host);
+    rig.bob.send(
+        s.host,
+        &rig.bob.reply(
+            &conf,
+            200,
+            &focus.local_tag,
+            Some(("application/sdp", CONF_SDP)),
+        ),
+    );
+    let (ack, _) = rig.bob.expect_request("ACK").await?;
+    assert_eq!(ack.call_id(), conf.call_id());
+    let (alice_ack, _) = rig.alice.expect_request("ACK").await?;
+    assert_eq!(
+        &alice_ack.body[..],
+        CONF_SDP.as_bytes(),
+        "alice's media now goes to the conference"
+    );
+    let (frag, state) = take_notify(&mut rig, &s).await?;
+    assert_eq!(frag, "SIP/2.0 200 OK");
+    assert!(state.starts_with("terminated"));
+
+    // bob's client replaced its dialog: its BYE on the old one is absorbed.
+    let bye = s.b.request(&rig.bob, "BYE", None);
+    rig.bob.send(s.host, &bye);
+    rig.bob.expect_response(200).await?;
+    rig.alice.expect_silence(Duration::from_millis(300)).await?;
+
+    // alice's dialog now leads to the conference.
+    let m =
+        s.a.request(&rig.alice, "MESSAGE", Some(("text/plain", "hi all")));
+    rig.alice.send(rig.host_for_alice, &m);
+    let (got, _) = rig.bob.expect_request("MESSAGE").await?;
+    assert_eq!(got.call_id(), conf.call_id());
+    rig.bob
+        .send(s.host, &rig.bob.reply(&got, 200, &focus.local_tag, None));
+    rig.alice.expect_response(200).await?;
+    let bye = s.a.request(&rig.alice, "BYE", None);
+    rig.alice.send(rig.host_for_alice, &bye);
+    let (got, _) = rig.bob.expect_request("BYE").await?;
+    assert_eq!(
+        got.call_id(),
+        conf.call_id(),
+        "alice's BYE ends the conference leg"
+    );
+    rig.bob
+        .send(s.host, &rig.bob.reply(&got, 200, &focus.local_tag, None));
+    rig.alice.expect_response(200).await?;
+    assert!(rig.wait_calls(0).await, "{}", rig.ladder());
+    Ok(())
+}
+
+/// alice reads a readable MESSAGE from the host and accepts it.
+async fn take_user_message(rig: &mut Rig, s: &Session) -> anyhow::Result<String> {
+    let (m, _) = rig.alice.expect_request("MESSAGE").await?;
+    rig.alice.send(
+        rig.host_for_alice,
+        &rig.alice.reply(&m, 200, &s.a.local_tag, None),
+    );
+    Ok(String::from_utf8_lossy(&m.body).into_owned())
+}
+
+/// Through the conference INVITE; returns it.
+async fn up_to_conference_invite(rig: &mut Rig, s: &mut Session) -> anyhow::Result<SipMessage> {
+    let r = refer(s, rig, "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    rig.alice.expect_response(202).await?;
+    take_notify(rig, s).await?;
+    give_fresh_offer(rig, s).await?;
+    let (conf, _) = rig.bob.expect_request("INVITE").await?;
+    assert_eq!(
+        conf.request_uri(),
+        Some("sip:conference-factory@example.com")
+    );
+    Ok(conf)
+}
+
+/// After a failed conference: alice's fresh offer is answered with bob's
+/// SDP, she is told why, and the 1-to-1 session works.
+async fn rolled_back(rig: &mut Rig, s: &mut Session, status: &str) -> R {
+    let (ack, _) = rig.alice.expect_request("ACK").await?;
+    assert_eq!(&ack.body[..], SDP_ANSWER.as_bytes(), "media stays with bob");
+    let (frag, state) = take_notify(rig, s).await?;
+    assert!(frag.starts_with(&format!("SIP/2.0 {status}")), "{frag}");
+    assert!(state.starts_with("terminated"));
+    assert!(take_user_message(rig, s).await?.contains(status));
+    still_one_to_one(rig, s).await
+}
+
+#[tokio::test]
+async fn conference_refusal_leaves_the_one_to_one_session_intact() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = one_to_one(&mut rig).await?;
+    let conf = up_to_conference_invite(&mut rig, &mut s).await?;
+    rig.bob
+        .send(s.host, &rig.bob.reply(&conf, 486, "focus", None));
+    rig.bob.expect_request("ACK").await?;
+    rolled_back(&mut rig, &mut s, "486").await
+}
+
+#[tokio::test]
+async fn conference_timeout_leaves_the_one_to_one_session_intact() -> R {
+    // T1 = 10 ms: Timer B fires after 640 ms.
+    let mut rig = rig_with(&policy(""), |c| c.timers.t1_ms = 10).await;
+    let mut s = one_to_one(&mut rig).await?;
+    up_to_conference_invite(&mut rig, &mut s).await?;
+    // The core never answers; it sees only retransmissions.
+    while let Ok((m, _)) = rig.bob.recv_within(Duration::from_millis(900)).await {
+        assert_eq!(m.method(), Some("INVITE"));
+    }
+    rolled_back(&mut rig, &mut s, "408").await
+}
+
+#[tokio::test]
+async fn client_refusing_the_offer_request_leaves_the_session_intact() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = one_to_one(&mut rig).await?;
+    let r = refer(&mut s, &rig, "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    rig.alice.expect_response(202).await?;
+    take_notify(&mut rig, &s).await?;
+    let (reinvite, _) = rig.alice.expect_request("INVITE").await?;
+    rig.alice.send(
+        rig.host_for_alice,
+        &rig.alice.reply(&reinvite, 488, &s.a.local_tag, None),
+    );
+    let (ack, _) = rig.alice.expect_request("ACK").await?;
+    assert_eq!(
+        ack.cseq().unwrap().0,
+        reinvite.cseq().unwrap().0,
+        "the host ACKs the 488 per hop"
+    );
+    let (frag, _) = take_notify(&mut rig, &s).await?;
+    assert!(frag.starts_with("SIP/2.0 488"), "{frag}");
+    assert!(take_user_message(&mut rig, &s).await?.contains("488"));
+    still_one_to_one(&mut rig, &mut s).await
+}
+
+fn multi_refer(s: &mut Session, rig: &Rig, targets: &[&str]) -> SipMessage {
+    let xml = escalator_escalation::resource_list::build(
+        &targets.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+    );
+    let mut r = s.a.request(
+        &rig.alice,
+        "REFER",
+        Some(("application/resource-lists+xml", &xml)),
+    );
+    r.push_header("Refer-To", "<cid:targets@alice.example.com>");
+    r.push_header("Require", "multiple-refer");
+    r.push_header("Content-Disposition", "recipient-list");
+    r.push_header("Content-ID", "<targets@alice.example.com>");
+    r
+}
+
+#[tokio::test]
+async fn multi_target_refer_lists_every_target_and_the_peer() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = one_to_one(&mut rig).await?;
+    let r = multi_refer(
+        &mut s,
+        &rig,
+        &["sip:carol@example.com", "sip:dave@example.net"],
+    );
+    rig.alice.send(rig.host_for_alice, &r);
+    rig.alice.expect_response(202).await?;
+    take_notify(&mut rig, &s).await?;
+    give_fresh_offer(&mut rig, &s).await?;
+    let (conf, _) = rig.bob.expect_request("INVITE").await?;
+    let list = escalator_escalation::resource_list::parse(&parts(&conf)[1].body, 10)?;
+    assert_eq!(
+        &list[..2],
+        &["sip:carol@example.com", "sip:dave@example.net"]
+    );
+    assert!(list[2].starts_with("sip:bob@example.com?Replaces="));
+    Ok(())
+}
+
+#[tokio::test]
+async fn group_too_large_is_refused_and_nothing_is_sent() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = one_to_one(&mut rig).await?;
+    // 5 invitees + bob = 6 users on the list; the maximum is 5.
+    let targets = [
+        "sip:u1@example.com",
+        "sip:u2@example.com",
+        "sip:u3@example.com",
+        "sip:u4@example.com",
+        "sip:u5@example.com",
+    ];
+    let r = multi_refer(&mut s, &rig, &targets);
+    rig.alice.send(rig.host_for_alice, &r);
+    rig.alice.expect_response(202).await?;
+    let (frag, state) = take_notify(&mut rig, &s).await?;
+    assert_eq!(frag, "SIP/2.0 403 Group Too Large");
+    assert!(state.starts_with("terminated"));
+    assert!(take_user_message(&mut rig, &s)
+        .await?
+        .contains("maximum is 5"));
+    rig.bob.expect_silence(Duration::from_millis(300)).await?;
+    still_one_to_one(&mut rig, &mut s).await
+}
+
+#[tokio::test]
+async fn custom_add_user_request_escalates_without_notify() -> R {
+    let custom = "[triggers.custom]\nmethod = \"INFO\"\ncontent_type = \"application/vnd.example.add-user\"\nformat = \"lines\"\n";
+    let mut rig = rig_with(&policy(custom), |_| {}).await;
+    let mut s = one_to_one(&mut rig).await?;
+    let info = s.a.request(
+        &rig.alice,
+        "INFO",
+        Some((
+            "application/vnd.example.add-user",
+            "sip:carol@example.com\r\n",
+        )),
+    );
+    rig.alice.send(rig.host_for_alice, &info);
+    rig.alice.expect_response(202).await?;
+    give_fresh_offer(&mut rig, &s).await?;
+    let (conf, _) = rig.bob.expect_request("INVITE").await?;
+    let list = escalator_escalation::resource_list::parse(&parts(&conf)[1].body, 10)?;
+    assert_eq!(list[0], "sip:carol@example.com");
+    let focus = rig.bob.accept_dialog(&conf, s.host);
+    rig.bob.send(
+        s.host,
+        &rig.bob.reply(
+            &conf,
+            200,
+            &focus.local_tag,
+            Some(("application/sdp", CONF_SDP)),
+        ),
+    );
+    rig.bob.expect_request("ACK").await?;
+    let (ack, _) = rig.alice.expect_request("ACK").await?;
+    assert_eq!(&ack.body[..], CONF_SDP.as_bytes());
+    rig.alice.expect_silence(Duration::from_millis(300)).await?;
+    // Other INFOs still pass through to the peer.
+    let dtmf = s.a.request(
+        &rig.alice,
+        "INFO",
+        Some(("application/dtmf-relay", "Signal=1\r\n")),
+    );
+    rig.alice.send(rig.host_for_alice, &dtmf);
+    let (got, _) = rig.bob.expect_request("INFO").await?;
+    assert_eq!(got.call_id(), conf.call_id(), "now toward the conference");
+    Ok(())
+}
+
+#[tokio::test]
+async fn refer_sub_false_gets_no_notify() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = one_to_one(&mut rig).await?;
+    let mut r = refer(&mut s, &rig, "<sip:carol@example.com>");
+    r.push_header("Refer-Sub", "false");
+    r.push_header("Supported", "norefersub");
+    rig.alice.send(rig.host_for_alice, &r);
+    let accepted = rig.alice.expect_response(202).await?;
+    assert_eq!(accepted.header("Refer-Sub"), Some("false"));
+    give_fresh_offer(&mut rig, &s).await?;
+    rig.bob.expect_request("INVITE").await?;
+    Ok(())
+}
+
+async fn refer_passes_through(policy_text: &str) -> R {
+    let mut rig = rig_with(policy_text, |_| {}).await;
+    let mut s = one_to_one(&mut rig).await?;
+    let r = refer(&mut s, &rig, "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    let (got, _) = rig.bob.expect_request("REFER").await?;
+    assert_eq!(
+        got.header("Refer-To"),
+        Some("<sip:carol@example.com>"),
+        "untouched"
+    );
+    assert_eq!(got.call_id(), s.b_invite.call_id());
+    rig.bob
+        .send(s.host, &rig.bob.reply(&got, 202, &s.b.local_tag, None));
+    rig.alice.expect_response(202).await?;
+    rig.bob.expect_silence(Duration::from_millis(200)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn capable_client_refer_is_passed_through() -> R {
+    refer_passes_through(&policy("").replace("^escalator-test-ua/alice", "^SomeOtherClient/")).await
+}
+
+#[tokio::test]
+async fn client_outside_the_rollout_is_passed_through() -> R {
+    refer_passes_through(&policy("[rollout]\npercent = 0\n")).await
+}
+
+#[tokio::test]
+async fn shadow_mode_decides_but_changes_nothing_on_the_wire() -> R {
+    refer_passes_through(&policy("shadow = true")).await
+}
+
+#[tokio::test]
+async fn refer_outside_a_dialog_is_refused() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut d = rig
+        .alice
+        .new_dialog("sip:bob@example.com", rig.host_for_alice);
+    let mut r = d.request(&rig.alice, "REFER", None);
+    r.push_header("Refer-To", "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    let resp = rig.alice.expect_response(403).await?;
+    assert!(resp.header("Warning").unwrap().contains("inside a session"));
+    rig.bob.expect_silence(Duration::from_millis(200)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_refer_from_a_legacy_client_gets_a_clear_error() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = one_to_one(&mut rig).await?;
+    let r = refer(&mut s, &rig, "<tel:+33123456>");
+    rig.alice.send(rig.host_for_alice, &r);
+    let resp = rig.alice.expect_response(416).await?;
+    assert!(resp
+        .header("Warning")
+        .unwrap()
+        .contains("unsupported URI scheme"));
+    still_one_to_one(&mut rig, &mut s).await
+}
