@@ -1,7 +1,10 @@
-//! `escalator demo`: a host and two test user agents on loopback, one call
-//! through the host, and the message ladder of everything that crossed the wire.
+//! `escalator demo`: the host with the escalation plugin between a legacy
+//! client (alice) and the operator's core, on loopback. alice and bob chat
+//! 1-to-1; alice asks to add carol (REFER); the plugin turns the session
+//! into an ad-hoc conference on alice's behalf. "core" stands for the
+//! operator side: bob's client and the conference focus both answer there.
 
-use crate::config::Config;
+use crate::config::{Config, PluginConfig};
 use crate::transport::Proto;
 use crate::ua::{render_ladder, Ladder, TestUa};
 use anyhow::Context;
@@ -9,36 +12,63 @@ use std::time::Duration;
 
 pub const SDP_OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/a1b2;tcp\r\n";
 pub const SDP_ANSWER: &str = "v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7655 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7655/b1c2;tcp\r\n";
+const FRESH_OFFER: &str = "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/a1b2;tcp\r\n";
+const FOCUS_ANSWER: &str = "v=0\r\no=focus 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 9000 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:9000/conf-1;tcp\r\n";
+
+const DEMO_POLICY: &str = r#"version = "demo"
+
+[[legacy.rules]]
+name = "demo-legacy-client"
+verdict = "legacy"
+user_agent = "^escalator-test-ua/alice"
+
+[domains."example.com"]
+factory_uri = "sip:conference-factory@example.com"
+max_group_size = 10
+"#;
 
 pub struct DemoReport {
     pub ladder: String,
+    pub conference_invite: String,
 }
 
-/// Run one call alice → escalator → bob (the "core") and hang up.
 pub async fn run() -> anyhow::Result<DemoReport> {
     let ladder = Ladder::default();
     let any = "127.0.0.1:0".parse()?;
     let mut alice = TestUa::bind("alice", Proto::Udp, any, ladder.clone()).await?;
-    let mut bob = TestUa::bind("bob", Proto::Udp, any, ladder.clone()).await?;
+    let mut core = TestUa::bind("core", Proto::Udp, any, ladder.clone()).await?;
+    alice.absorb_retransmissions = true;
+    core.absorb_retransmissions = true;
+
+    let dir = std::env::temp_dir().join(format!("escalator-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, DEMO_POLICY)?;
     let mut cfg = Config::default();
     cfg.listen.udp = vec![any];
     cfg.listen.tcp = vec![any];
-    cfg.core.address = bob.addr();
+    cfg.core.address = core.addr();
+    cfg.plugins = vec![PluginConfig {
+        path: "builtin:escalation".into(),
+        failure_threshold: 10,
+        config: format!("policy = {:?}", policy.display().to_string()).parse()?,
+    }];
     let host = crate::host::start(&cfg)
         .await
         .context("starting the host")?;
     let host_addr = host.udp_addr().context("host has no UDP address")?;
 
+    // The 1-to-1 session.
     let mut a = alice.new_dialog("sip:bob@example.com", host_addr);
-    let invite = a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER)));
-    alice.send(host_addr, &invite);
-    let (inv, from) = bob.expect_request("INVITE").await?;
-    let mut b = bob.accept_dialog(&inv, from);
-    bob.send(from, &bob.reply(&inv, 180, &b.local_tag, None));
-    alice.expect_response(180).await?;
-    bob.send(
+    alice.send(
+        host_addr,
+        &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))),
+    );
+    let (inv, from) = core.expect_request("INVITE").await?;
+    let b = core.accept_dialog(&inv, from);
+    core.send(
         from,
-        &bob.reply(
+        &core.reply(
             &inv,
             200,
             &b.local_tag,
@@ -48,21 +78,63 @@ pub async fn run() -> anyhow::Result<DemoReport> {
     let ok = alice.expect_response(200).await?;
     a.update_from_response(&ok);
     alice.send(host_addr, &a.ack(&alice));
-    bob.expect_request("ACK").await?;
+    core.expect_request("ACK").await?;
 
-    let msg = a.request(&alice, "MESSAGE", Some(("text/plain", "hello bob")));
-    alice.send(host_addr, &msg);
-    let (m, from) = bob.expect_request("MESSAGE").await?;
-    bob.send(from, &bob.reply(&m, 200, &b.local_tag, None));
+    // alice asks to add carol.
+    let mut refer = a.request(&alice, "REFER", None);
+    refer.push_header("Refer-To", "<sip:carol@example.com>");
+    alice.send(host_addr, &refer);
+    alice.expect_response(202).await?;
+    let (n, _) = alice.expect_request("NOTIFY").await?;
+    alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
+    let (reinvite, _) = alice.expect_request("INVITE").await?;
+    alice.send(
+        host_addr,
+        &alice.reply(
+            &reinvite,
+            200,
+            &a.local_tag,
+            Some(("application/sdp", FRESH_OFFER)),
+        ),
+    );
+    let (conf, _) = core.expect_request("INVITE").await?;
+    let focus = core.accept_dialog(&conf, from);
+    core.send(
+        from,
+        &core.reply(
+            &conf,
+            200,
+            &focus.local_tag,
+            Some(("application/sdp", FOCUS_ANSWER)),
+        ),
+    );
+    core.expect_request("ACK").await?;
+    alice.expect_request("ACK").await?;
+    let (n, _) = alice.expect_request("NOTIFY").await?;
+    alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
+
+    // bob's client, replaced by the focus, ends the old dialog: absorbed.
+    let mut b = b;
+    core.send(from, &b.request(&core, "BYE", None));
+    core.expect_response(200).await?;
+
+    // alice now talks to the conference, then leaves.
+    alice.send(
+        host_addr,
+        &a.request(&alice, "MESSAGE", Some(("text/plain", "hi all"))),
+    );
+    let (m, _) = core.expect_request("MESSAGE").await?;
+    core.send(from, &core.reply(&m, 200, &focus.local_tag, None));
+    alice.expect_response(200).await?;
+    alice.send(host_addr, &a.request(&alice, "BYE", None));
+    let (bye, _) = core.expect_request("BYE").await?;
+    core.send(from, &core.reply(&bye, 200, &focus.local_tag, None));
     alice.expect_response(200).await?;
 
-    let bye = b.request(&bob, "BYE", None);
-    bob.send(from, &bye);
-    let (bye_in, _) = alice.expect_request("BYE").await?;
-    alice.send(host_addr, &alice.reply(&bye_in, 200, &a.local_tag, None));
-    bob.expect_response(200).await?;
-    host.shutdown(Duration::from_secs(1)).await;
+    host.shutdown(Duration::from_millis(200)).await;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(DemoReport {
         ladder: render_ladder(&ladder),
+        conference_invite: String::from_utf8_lossy(&conf.to_bytes()).into_owned(),
     })
 }

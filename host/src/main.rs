@@ -130,8 +130,13 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
 async fn demo() -> anyhow::Result<()> {
     escalator_host::logging::init("human", "warn");
     let report = escalator_host::demo::run().await?;
-    println!("escalator demo: one call alice -> escalator (B2BUA) -> bob on loopback\n");
+    println!(
+        "escalator demo: a legacy client's 1-to-1 chat escalated to an ad-hoc group, on loopback"
+    );
+    println!("alice: legacy IM client; escalator: this host with the escalation plugin;");
+    println!("core: the operator side, where bob's client and the conference focus answer\n");
     print!("{}", report.ladder);
-    println!("\ncall completed: INVITE/180/200/ACK, MESSAGE in dialog, BYE from bob.");
+    println!("\nThe conference INVITE the host sent on alice's behalf, as the core received it:\n");
+    println!("{}", report.conference_invite.replace("\r\n", "\n"));
     Ok(())
 }

@@ -18,7 +18,7 @@ fn free_port() -> u16 {
 }
 
 #[test]
-fn demo_prints_the_ladder_of_a_complete_call() {
+fn demo_escalates_a_call_and_prints_the_ladder_and_the_invite() {
     let out = Command::new(BIN).arg("demo").output().unwrap();
     assert!(
         out.status.success(),
@@ -27,12 +27,17 @@ fn demo_prints_the_ladder_of_a_complete_call() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     for line in [
-        "alice -> escalator  INVITE",
-        "escalator -> bob        INVITE",
-        "bob -> escalator  200 OK (CSeq 1 INVITE)",
-        "escalator -> alice      200 OK (CSeq 1 INVITE)",
-        "escalator -> bob        ACK",
-        "escalator -> alice      BYE",
+        "alice -> escalator  INVITE sip:bob@example.com",
+        "alice -> escalator  REFER",
+        "escalator -> alice      202 Accepted (CSeq 2 REFER)",
+        "escalator -> core       INVITE sip:conference-factory@example.com",
+        "core -> escalator  BYE",
+        "escalator -> core       200 OK (CSeq 1 BYE)",
+        "Require: recipient-list-invite",
+        "a=path:msrp://127.0.0.1:7654/a1b2;tcp",
+        "Content-Disposition: recipient-list",
+        "<entry uri=\"sip:carol@example.com\"/>",
+        "?Replaces=",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }

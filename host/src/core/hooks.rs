@@ -392,7 +392,11 @@ impl Core {
         copy_end_to_end(&msg, &mut out, false);
         leg.dialog.record_sdp(&out);
         leg.invite_cseq = leg.dialog.local_cseq;
-        let mf = next_max_forwards(&msg).unwrap_or(70);
+        // A new request, not a relayed one: its Max-Forwards is not decremented.
+        let mf = msg
+            .header("Max-Forwards")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(70);
         info!(leg = leg_id, call, target = %dest, "plugin originates a new leg");
         let cid = self.start_client(out, dest, Some(leg_id), None, ClientKind::Plugin, mf);
         if let Some(c) = self.clients.get_mut(&cid) {

@@ -26,6 +26,8 @@ pub enum PluginLoadError {
     },
     #[error("plugin {path}: {source}")]
     Abi { path: PathBuf, source: LoadError },
+    #[error("no builtin plugin named {0:?} (builtin: escalation)")]
+    UnknownBuiltin(String),
     #[error("plugin {name} ({path}): refused its configuration: {source}")]
     Create {
         path: PathBuf,
@@ -40,7 +42,18 @@ pub struct LoadedPlugin {
     pub name: String,
     pub version: String,
     pub instance: Instance,
-    _library: libloading::Library,
+    /// None for plugins linked into the host (`builtin:NAME`).
+    _library: Option<libloading::Library>,
+}
+
+/// Plugins linked into the host binary, named `builtin:NAME` in the
+/// configuration. They go through the same C ABI and panic-catching shims
+/// as loaded ones.
+fn builtin(name: &str) -> Option<EntryFn> {
+    match name {
+        "escalation" => Some(escalator_escalation::escalator_plugin_entry as EntryFn),
+        _ => None,
+    }
 }
 
 static COPIES: AtomicU64 = AtomicU64::new(0);
@@ -65,6 +78,11 @@ fn private_copy(path: &Path) -> Result<PathBuf, PluginLoadError> {
 }
 
 pub fn load(path: &Path, config: &str) -> Result<LoadedPlugin, PluginLoadError> {
+    if let Some(name) = path.to_str().and_then(|p| p.strip_prefix("builtin:")) {
+        let entry =
+            builtin(name).ok_or_else(|| PluginLoadError::UnknownBuiltin(name.to_string()))?;
+        return instantiate(path, entry, config, None);
+    }
     let copy = private_copy(path)?;
     // SAFETY: loading runs the library's initialisers; plugins are trusted
     // code chosen by the operator's configuration.
@@ -85,7 +103,17 @@ pub fn load(path: &Path, config: &str) -> Result<LoadedPlugin, PluginLoadError> 
                 source,
             })?
     };
-    // SAFETY: `library` outlives the descriptor and the instance (same struct).
+    instantiate(path, entry, config, Some(library))
+}
+
+fn instantiate(
+    path: &Path,
+    entry: EntryFn,
+    config: &str,
+    library: Option<libloading::Library>,
+) -> Result<LoadedPlugin, PluginLoadError> {
+    // SAFETY: the library (or, for a builtin, the binary) outlives the
+    // descriptor and the instance: they live in the same struct.
     let descriptor =
         unsafe { Descriptor::from_entry(entry) }.map_err(|source| PluginLoadError::Abi {
             path: path.to_path_buf(),
