@@ -37,6 +37,14 @@ async fn rig_with(
     policy_text: &str,
     tweak: impl FnOnce(&mut escalator_host::config::Config),
 ) -> Rig {
+    rig_with_path(policy_text, tweak).await.0
+}
+
+/// The same, with the policy file's path.
+async fn rig_with_path(
+    policy_text: &str,
+    tweak: impl FnOnce(&mut escalator_host::config::Config),
+) -> (Rig, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!(
         "escalator-e2e-{}-{}",
         std::process::id(),
@@ -56,7 +64,7 @@ async fn rig_with(
     })
     .await;
     rig.alice.absorb_retransmissions = true;
-    rig
+    (rig, path)
 }
 
 struct Session {
@@ -521,8 +529,80 @@ async fn client_outside_the_rollout_is_passed_through() -> R {
 }
 
 #[tokio::test]
-async fn shadow_mode_decides_but_changes_nothing_on_the_wire() -> R {
-    refer_passes_through(&policy("shadow = true")).await
+async fn shadow_mode_logs_the_invite_and_changes_nothing_on_the_wire() -> R {
+    let (_guard, logs) = escalator_e2e::LogCapture::start();
+    refer_passes_through(&policy("shadow = true")).await?;
+    let text = logs.text();
+    assert!(
+        text.contains("escalate (rule old-test-clients"),
+        "decision logged:\n{text}"
+    );
+    assert!(text.contains("shadow: call"), "{text}");
+    assert!(
+        text.contains("INVITE sip:conference-factory@example.com SIP/2.0"),
+        "the full INVITE:\n{text}"
+    );
+    assert!(
+        text.contains("Content-Disposition: recipient-list"),
+        "{text}"
+    );
+    Ok(())
+}
+
+/// On a fresh call, the host takes alice's REFER over (202 from the host,
+/// not the peer); the escalation is then ended (alice refuses the offer
+/// request) and its traffic drained, so the next call starts clean.
+async fn refer_is_escalated(rig: &mut Rig) -> R {
+    let mut s = one_to_one(rig).await?;
+    let r = refer(&mut s, rig, "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    let (m, _) = rig.alice.recv().await?;
+    if m.status() != Some(202) {
+        return Err(anyhow::anyhow!("unexpected {}", m.summary()));
+    }
+    while let Ok((m, _)) = rig.alice.recv_within(Duration::from_millis(300)).await {
+        match m.method() {
+            Some("INVITE") => rig.alice.send(
+                rig.host_for_alice,
+                &rig.alice.reply(&m, 488, &s.a.local_tag, None),
+            ),
+            Some("ACK") | None => {}
+            Some(_) => rig.alice.send(
+                rig.host_for_alice,
+                &rig.alice.reply(&m, 200, &s.a.local_tag, None),
+            ),
+        }
+    }
+    rig.bob.expect_silence(Duration::from_millis(100)).await?;
+    Ok(())
+}
+
+/// The REFER goes to the peer untouched.
+async fn refer_reaches_the_peer(rig: &mut Rig) -> R {
+    let mut s = one_to_one(rig).await?;
+    let r = refer(&mut s, rig, "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    let (got, _) = rig.bob.expect_request("REFER").await?;
+    rig.bob
+        .send(s.host, &rig.bob.reply(&got, 202, &s.b.local_tag, None));
+    rig.alice.expect_response(202).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn policy_file_changes_are_picked_up_and_a_broken_file_is_refused() -> R {
+    let capable = policy("").replace("verdict = \"legacy\"", "verdict = \"capable\"");
+    let (mut rig, path) = rig_with_path(&capable, |_| {}).await;
+    refer_reaches_the_peer(&mut rig).await?;
+    // mtime granularity and the once-a-second check: wait a little over 1 s.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    std::fs::write(&path, policy(""))?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    refer_is_escalated(&mut rig).await?; // legacy under the new policy
+    std::fs::write(&path, "[rollout]\npercent = \"lots\"\n")?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    refer_is_escalated(&mut rig).await?; // a broken file keeps the running policy
+    Ok(())
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! SIPp's built-in `uac` scenario calls through the host to SIPp's `uas`.
 //! Client side on 127.0.0.1, host on 127.0.0.2, core (uas) on 127.0.0.3.
 
-use escalator_host::config::Config;
+use escalator_host::config::{Config, PluginConfig};
 use escalator_host::host;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +35,7 @@ fn free_port(ip: &str) -> u16 {
 struct Outcome {
     successful: u64,
     failed: u64,
+    reloads: usize,
     exit_ok: bool,
     log: String,
 }
@@ -56,9 +57,15 @@ fn read_stats(path: &std::path::Path) -> (u64, u64) {
     (col("SuccessfulCall(C)"), col("FailedCall(C)"))
 }
 
-async fn run_load(transport: &str) -> Outcome {
-    let dir =
-        std::env::temp_dir().join(format!("escalator-sipp-{transport}-{}", std::process::id()));
+/// SIPp uac → host → SIPp uas. With `reload_every`, the host's plugins are
+/// reloaded that often while the calls run.
+async fn run_load(
+    label: &str,
+    transport: &str,
+    plugins: Vec<PluginConfig>,
+    reload_every: Option<Duration>,
+) -> Outcome {
+    let dir = std::env::temp_dir().join(format!("escalator-sipp-{label}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let uas_port = free_port("127.0.0.3");
     let host_port = free_port("127.0.0.2");
@@ -72,6 +79,7 @@ async fn run_load(transport: &str) -> Outcome {
     cfg.core.address = ([127, 0, 0, 3], uas_port).into();
     cfg.core.transport = transport.into();
     cfg.core.sources = vec!["127.0.0.3".into()];
+    cfg.plugins = plugins.clone();
     let host = host::start(&cfg).await.expect("start host");
 
     let mut uas = Command::new(sipp())
@@ -105,16 +113,24 @@ async fn run_load(transport: &str) -> Outcome {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), uac)
-        .await
-        .expect("sipp uac finished in time")
-        .expect("run sipp uac");
+    let mut uac = std::pin::pin!(tokio::time::timeout(Duration::from_secs(90), uac));
+    let mut reloads = 0;
+    let out = loop {
+        tokio::select! {
+            out = &mut uac => break out.expect("sipp uac finished in time").expect("run sipp uac"),
+            _ = tokio::time::sleep(reload_every.unwrap_or(Duration::from_secs(3600))) => {
+                host.reload_plugins(&plugins).await.expect("reload under load");
+                reloads += 1;
+            }
+        }
+    };
     let _ = uas.kill().await;
     host.shutdown(Duration::from_millis(100)).await;
     let (successful, failed) = read_stats(&stats);
     Outcome {
         successful,
         failed,
+        reloads,
         exit_ok: out.status.success(),
         log: format!(
             "exit {:?}\n{}\n{}",
@@ -132,11 +148,15 @@ async fn run_load(transport: &str) -> Outcome {
     }
 }
 
-async fn assert_all_calls_succeed(transport: &str) {
-    let o = run_load(transport).await;
+fn assert_all_succeeded(o: &Outcome) {
     assert!(o.exit_ok, "sipp uac reported failure:\n{}", o.log);
     assert_eq!(o.failed, 0, "{}", o.log);
     assert_eq!(o.successful, CALLS as u64, "{}", o.log);
+}
+
+async fn assert_all_calls_succeed(transport: &str) {
+    let o = run_load(transport, transport, vec![], None).await;
+    assert_all_succeeded(&o);
     println!(
         "sipp {transport}: {} successful, {} failed",
         o.successful, o.failed
@@ -151,4 +171,31 @@ async fn sipp_uac_to_uas_through_the_host_over_udp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_uac_to_uas_through_the_host_over_tcp() {
     assert_all_calls_succeed("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_reloads_under_load_drop_no_call() {
+    // The escalation plugin sees every request of the run; its policy and
+    // instance are replaced every 300 ms while calls are set up and torn down.
+    let policy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");
+    let plugin = PluginConfig {
+        path: "builtin:escalation".into(),
+        failure_threshold: 10,
+        config: format!("policy = {:?}", policy.display().to_string())
+            .parse()
+            .expect("toml"),
+    };
+    let o = run_load(
+        "reload",
+        "udp",
+        vec![plugin],
+        Some(Duration::from_millis(300)),
+    )
+    .await;
+    assert_all_succeeded(&o);
+    assert!(o.reloads >= 5, "only {} reloads during the run", o.reloads);
+    println!(
+        "sipp with {} plugin reloads: {} successful, {} failed",
+        o.reloads, o.successful, o.failed
+    );
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod plugins;
 pub mod routing;
 pub use escalator_sip as sip;
+pub mod check_policy;
 pub mod timers;
 pub mod transaction;
 pub mod transport;

@@ -25,6 +25,19 @@ enum Command {
     },
     /// Self-contained demo on loopback: one call through the host, with its message ladder.
     Demo,
+    /// Validate a policy file and show its decision for sample users.
+    CheckPolicy {
+        file: PathBuf,
+        /// A user address to decide for (repeatable).
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// The User-Agent those users' clients send.
+        #[arg(long)]
+        user_agent: Option<String>,
+        /// Option tags those clients list in Supported (repeatable).
+        #[arg(long)]
+        supported: Vec<String>,
+    },
     /// Send a command to a running host over its admin socket.
     Admin {
         /// The `admin.socket` of the host's configuration.
@@ -45,7 +58,32 @@ fn main() -> anyhow::Result<()> {
         Command::Run { config } => rt.block_on(run(config)),
         Command::Demo => rt.block_on(demo()),
         Command::Admin { socket, command } => rt.block_on(admin(socket, command)),
+        Command::CheckPolicy {
+            file,
+            users,
+            user_agent,
+            supported,
+        } => check_policy(file, users, user_agent, supported),
     }
+}
+
+fn check_policy(
+    file: PathBuf,
+    users: Vec<String>,
+    user_agent: Option<String>,
+    supported: Vec<String>,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let sample = escalator_host::check_policy::Sample {
+        users,
+        user_agent,
+        supported,
+    };
+    let report = escalator_host::check_policy::report(&file.display().to_string(), &text, &sample)
+        .map_err(anyhow::Error::msg)?;
+    print!("{report}");
+    Ok(())
 }
 
 async fn admin(socket: PathBuf, command: String) -> anyhow::Result<()> {

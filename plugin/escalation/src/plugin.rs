@@ -50,6 +50,9 @@ pub struct Escalator {
     busy: HashMap<u64, u64>,
     /// calls already turned into a conference: later REFERs go to the focus.
     escalated: HashSet<u64>,
+    /// The policy-info gauge goes out with the first request (a plugin emits
+    /// metrics only through actions).
+    announced: bool,
 }
 
 fn metric(name: &str, labels: &[(&str, &str)]) -> Action {
@@ -169,6 +172,10 @@ impl Escalator {
 
     fn handle_request(&mut self, input: &HookInput) -> (Vec<Action>, bool) {
         let mut out = self.refresh_policy();
+        if !self.announced {
+            self.announced = true;
+            out.push(policy_info(&self.policy));
+        }
         let ctx = &input.context;
         if ctx.from_core {
             return (out, false);
@@ -326,7 +333,7 @@ impl Escalator {
             out.push(log(
                 LogLevel::Info,
                 format!(
-                    "shadow: call {} would be escalated ({:?} offer); the INVITE would be:\n{text}",
+                    "shadow: call {} would be escalated ({} mode); the INVITE would be:\n{text}",
                     ctx.call, setup.domain.media
                 ),
             ));
@@ -432,6 +439,7 @@ impl Plugin for Escalator {
             tokens: HashMap::new(),
             busy: HashMap::new(),
             escalated: HashSet::new(),
+            announced: false,
         })
     }
 

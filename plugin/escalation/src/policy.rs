@@ -72,6 +72,24 @@ pub enum BodyFormat {
     ResourceList,
 }
 
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Legacy => "legacy",
+            Verdict::Capable => "capable",
+        })
+    }
+}
+
+impl std::fmt::Display for MediaMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MediaMode::FreshOffer => "fresh-offer",
+            MediaMode::ReuseOffer => "reuse-offer",
+        })
+    }
+}
+
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -754,6 +772,93 @@ mod properties {
             )).unwrap();
             let d = p.decide(&Subject { user: "sip:a@b.example".into(), user_agent: Some(ua.clone()), ..Default::default() });
             prop_assert_eq!(d.rule, "first");
+        }
+    }
+}
+
+#[cfg(test)]
+mod shipped_files {
+    use super::*;
+
+    fn load(name: &str, text: &str) -> Policy {
+        Policy::parse(text).unwrap_or_else(|e| panic!("policies/{name}: {e}"))
+    }
+
+    fn alice(ua: &str) -> Subject {
+        Subject {
+            user: "sip:alice@example.com".into(),
+            user_agent: Some(ua.into()),
+            supported: vec!["replaces".into()],
+            contact_features: vec![],
+        }
+    }
+
+    #[test]
+    fn default_policy() {
+        let p = load(
+            "default.toml",
+            include_str!("../../../policies/default.toml"),
+        );
+        assert_eq!(p.decide(&alice("OldIM/1.4")).outcome.label(), "escalate");
+        assert_eq!(p.decide(&alice("ModernIM/9")).outcome.label(), "capable");
+        let mut no_replaces = alice("ModernIM/9");
+        no_replaces.supported.clear();
+        assert_eq!(p.decide(&no_replaces).rule, "no-replaces-support");
+    }
+
+    #[test]
+    fn staged_rollout_policy() {
+        let p = load(
+            "staged-5-percent.toml",
+            include_str!("../../../policies/staged-5-percent.toml"),
+        );
+        assert_eq!(p.rollout_basis_points, 500);
+        let mut tester = alice("OldIM/1.0");
+        tester.user = "sip:tester1@example.com".into();
+        assert_eq!(p.decide(&tester).outcome.label(), "escalate");
+        let inside = (0..10_000)
+            .filter(|i| {
+                let mut s = alice("OldIM/1.0");
+                s.user = format!("sip:user{i}@example.com");
+                p.decide(&s).outcome.label() == "escalate"
+            })
+            .count();
+        assert!(
+            (400..=600).contains(&inside),
+            "{inside} of 10000 in a 5 % rollout"
+        );
+    }
+
+    #[test]
+    fn shadow_trial_policy() {
+        let p = load(
+            "shadow-trial.toml",
+            include_str!("../../../policies/shadow-trial.toml"),
+        );
+        let d = p.decide(&alice("OldIM/7"));
+        assert!(d.shadow);
+        assert_eq!(d.outcome.label(), "escalate");
+    }
+
+    #[test]
+    fn two_domains_policy() {
+        let p = load(
+            "two-domains.toml",
+            include_str!("../../../policies/two-domains.toml"),
+        );
+        assert_eq!(p.domains.len(), 2);
+        assert_eq!(p.domains["mvno.example"].media, MediaMode::ReuseOffer);
+        assert!(p.triggers.custom.is_some());
+        let mut ceo = alice("OldIM/1");
+        ceo.user = "sip:ceo@operator.example".into();
+        assert_eq!(p.decide(&ceo).rule, "vip-opt-out");
+        let mut qa = alice("OldIM/1");
+        qa.user = "sip:qa@operator.example".into();
+        match p.decide(&qa).outcome {
+            Outcome::Escalate(d) => {
+                assert_eq!(d.factory_uri, "sip:conference-factory@ims.operator.example")
+            }
+            o => panic!("{o:?}"),
         }
     }
 }
