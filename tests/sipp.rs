@@ -21,12 +21,16 @@ fn sipp() -> PathBuf {
     found.expect("sipp not found: install it with `apt-get install -y sip-tester` (.ci/run does)")
 }
 
-/// A port free for both UDP and TCP on `ip`.
+/// A port free for both UDP and TCP on `ip`, for SIPp to bind. Ports are
+/// handed out once per process, so tests running in parallel never share one.
 fn free_port(ip: &str) -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let udp = std::net::UdpSocket::bind((ip, 0)).expect("bind udp");
         let port = udp.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind((ip, port)).is_ok() {
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) && std::net::TcpListener::bind((ip, port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
@@ -68,19 +72,25 @@ async fn run_load(
     let dir = std::env::temp_dir().join(format!("escalator-sipp-{label}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let uas_port = free_port("127.0.0.3");
-    let host_port = free_port("127.0.0.2");
     let uac_port = free_port("127.0.0.1");
     let mode = if transport == "tcp" { "t1" } else { "u1" };
 
     let mut cfg = Config::default();
-    let host_addr: SocketAddr = ([127, 0, 0, 2], host_port).into();
-    cfg.listen.udp = vec![host_addr];
-    cfg.listen.tcp = vec![host_addr];
+    // The host binds port 0; SIPp is told the port it got.
+    let any: SocketAddr = ([127, 0, 0, 2], 0).into();
+    cfg.listen.udp = vec![any];
+    cfg.listen.tcp = vec![any];
     cfg.core.address = ([127, 0, 0, 3], uas_port).into();
     cfg.core.transport = transport.into();
     cfg.core.sources = vec!["127.0.0.3".into()];
     cfg.plugins = plugins.clone();
     let host = host::start(&cfg).await.expect("start host");
+    let host_addr = if transport == "tcp" {
+        host.tcp_addr()
+    } else {
+        host.udp_addr()
+    }
+    .expect("host address");
 
     let mut uas = Command::new(sipp())
         .args(["-sn", "uas", "-i", "127.0.0.3", "-p", &uas_port.to_string()])
