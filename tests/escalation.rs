@@ -633,3 +633,73 @@ async fn malformed_refer_from_a_legacy_client_gets_a_clear_error() -> R {
         .contains("unsupported URI scheme"));
     still_one_to_one(&mut rig, &mut s).await
 }
+
+#[tokio::test]
+async fn reuse_offer_mode_sends_the_last_offer_then_reanchors_alice() -> R {
+    let mut rig = rig_with(
+        &policy("").replace(
+            "max_group_size = 5",
+            "max_group_size = 5\nmedia = \"reuse-offer\"",
+        ),
+        |_| {},
+    )
+    .await;
+    let mut s = one_to_one(&mut rig).await?;
+    let r = refer(&mut s, &rig, "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    rig.alice.expect_response(202).await?;
+    take_notify(&mut rig, &s).await?;
+    // No re-INVITE first: the conference gets alice's offer from the 1-to-1 session.
+    let (conf, _) = rig.bob.expect_request("INVITE").await?;
+    assert_eq!(parts(&conf)[0].body, SDP_OFFER.as_bytes());
+    let focus = rig.bob.accept_dialog(&conf, s.host);
+    rig.bob.send(
+        s.host,
+        &rig.bob.reply(
+            &conf,
+            200,
+            &focus.local_tag,
+            Some(("application/sdp", CONF_SDP)),
+        ),
+    );
+    rig.bob.expect_request("ACK").await?;
+    // alice is re-INVITEd with the conference's SDP, answers, is ACKed.
+    let (reinvite, _) = rig.alice.expect_request("INVITE").await?;
+    assert_eq!(&reinvite.body[..], CONF_SDP.as_bytes());
+    rig.alice.send(
+        rig.host_for_alice,
+        &rig.alice.reply(
+            &reinvite,
+            200,
+            &s.a.local_tag,
+            Some(("application/sdp", FRESH_OFFER)),
+        ),
+    );
+    rig.alice.expect_request("ACK").await?;
+    let (frag, _) = take_notify(&mut rig, &s).await?;
+    assert_eq!(frag, "SIP/2.0 200 OK");
+    let m =
+        s.a.request(&rig.alice, "MESSAGE", Some(("text/plain", "hi all")));
+    rig.alice.send(rig.host_for_alice, &m);
+    let (got, _) = rig.bob.expect_request("MESSAGE").await?;
+    assert_eq!(got.call_id(), conf.call_id());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_is_logged_with_its_reason() -> R {
+    let (_guard, logs) = escalator_e2e::LogCapture::start();
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = one_to_one(&mut rig).await?;
+    let conf = up_to_conference_invite(&mut rig, &mut s).await?;
+    rig.bob
+        .send(s.host, &rig.bob.reply(&conf, 503, "focus", None));
+    rig.bob.expect_request("ACK").await?;
+    rolled_back(&mut rig, &mut s, "503").await?;
+    let text = logs.text();
+    assert!(
+        text.contains("escalation failed (conference-refused: 503"),
+        "log line with the reason:\n{text}"
+    );
+    Ok(())
+}
