@@ -2,12 +2,10 @@
 //! session through the host; "core" is the operator side, where both bob
 //! (the peer) and the conference focus live, told apart by Request-URI.
 
-use escalator_e2e::{loopback, plugin_config, Rig, SDP_ANSWER, SDP_OFFER};
+use escalator_e2e::{loopback, plugin_config, Established, Rig, SDP_ANSWER, SDP_OFFER};
 use escalator_escalation::multipart;
 use escalator_host::sip::SipMessage;
 use escalator_host::transport::Proto;
-use escalator_host::ua::UaDialog;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 type R = anyhow::Result<()>;
@@ -67,44 +65,7 @@ async fn rig_with_path(
     (rig, path)
 }
 
-struct Session {
-    a: UaDialog,
-    b: UaDialog,
-    host: SocketAddr,
-    /// The INVITE of the 1-to-1 session as the core received it.
-    b_invite: SipMessage,
-}
-
-async fn one_to_one(rig: &mut Rig) -> anyhow::Result<Session> {
-    let escalator_e2e::Offered {
-        alice: mut a,
-        at_bob: inv,
-        host,
-        ..
-    } = rig.offer_call(Some(SDP_OFFER)).await?;
-    let b = rig.bob.accept_dialog(&inv, host);
-    rig.bob.send(
-        host,
-        &rig.bob.reply(
-            &inv,
-            200,
-            &b.local_tag,
-            Some(("application/sdp", SDP_ANSWER)),
-        ),
-    );
-    let ok = rig.alice.expect_response(200).await?;
-    a.update_from_response(&ok);
-    rig.alice.send(rig.host_for_alice, &a.ack(&rig.alice));
-    rig.bob.expect_request("ACK").await?;
-    Ok(Session {
-        a,
-        b,
-        host,
-        b_invite: inv,
-    })
-}
-
-fn refer(s: &mut Session, rig: &Rig, refer_to: &str) -> SipMessage {
+fn refer(s: &mut Established, rig: &Rig, refer_to: &str) -> SipMessage {
     let mut r = s.a.request(&rig.alice, "REFER", None);
     r.push_header("Refer-To", refer_to);
     r.push_header("Referred-By", "<sip:alice@example.com>");
@@ -112,7 +73,7 @@ fn refer(s: &mut Session, rig: &Rig, refer_to: &str) -> SipMessage {
 }
 
 /// alice answers a NOTIFY 200 and returns its sipfrag.
-async fn take_notify(rig: &mut Rig, s: &Session) -> anyhow::Result<(String, String)> {
+async fn take_notify(rig: &mut Rig, s: &Established) -> anyhow::Result<(String, String)> {
     let (n, _) = rig.alice.expect_request("NOTIFY").await?;
     assert!(n.header("Event").unwrap().starts_with("refer"));
     assert_eq!(n.content_type(), Some("message/sipfrag;version=2.0"));
@@ -129,7 +90,7 @@ async fn take_notify(rig: &mut Rig, s: &Session) -> anyhow::Result<(String, Stri
 }
 
 /// alice answers the host's offerless re-INVITE with a fresh MSRP offer.
-async fn give_fresh_offer(rig: &mut Rig, s: &Session) -> anyhow::Result<SipMessage> {
+async fn give_fresh_offer(rig: &mut Rig, s: &Established) -> anyhow::Result<SipMessage> {
     let (reinvite, _) = rig.alice.expect_request("INVITE").await?;
     assert!(
         reinvite.body.is_empty(),
@@ -158,7 +119,7 @@ fn parts(invite: &SipMessage) -> Vec<multipart::Part> {
 }
 
 /// Check that 1-to-1 session still works both ways.
-async fn still_one_to_one(rig: &mut Rig, s: &mut Session) -> R {
+async fn still_one_to_one(rig: &mut Rig, s: &mut Established) -> R {
     let m =
         s.a.request(&rig.alice, "MESSAGE", Some(("text/plain", "still there?")));
     rig.alice.send(rig.host_for_alice, &m);
@@ -182,7 +143,7 @@ async fn still_one_to_one(rig: &mut Rig, s: &mut Session) -> R {
 #[tokio::test]
 async fn single_refer_escalates_to_a_conference_and_keeps_alices_dialog() -> R {
     let mut rig = rig_with(&policy(""), |_| {}).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     let r = refer(
         &mut s,
         &rig,
@@ -290,7 +251,7 @@ async fn single_refer_escalates_to_a_conference_and_keeps_alices_dialog() -> R {
 }
 
 /// alice reads a readable MESSAGE from the host and accepts it.
-async fn take_user_message(rig: &mut Rig, s: &Session) -> anyhow::Result<String> {
+async fn take_user_message(rig: &mut Rig, s: &Established) -> anyhow::Result<String> {
     let (m, _) = rig.alice.expect_request("MESSAGE").await?;
     rig.alice.send(
         rig.host_for_alice,
@@ -300,7 +261,7 @@ async fn take_user_message(rig: &mut Rig, s: &Session) -> anyhow::Result<String>
 }
 
 /// Through the conference INVITE; returns it.
-async fn up_to_conference_invite(rig: &mut Rig, s: &mut Session) -> anyhow::Result<SipMessage> {
+async fn up_to_conference_invite(rig: &mut Rig, s: &mut Established) -> anyhow::Result<SipMessage> {
     let r = refer(s, rig, "<sip:carol@example.com>");
     rig.alice.send(rig.host_for_alice, &r);
     rig.alice.expect_response(202).await?;
@@ -316,7 +277,7 @@ async fn up_to_conference_invite(rig: &mut Rig, s: &mut Session) -> anyhow::Resu
 
 /// After a failed conference: alice's fresh offer is answered with bob's
 /// SDP, she is told why, and the 1-to-1 session works.
-async fn rolled_back(rig: &mut Rig, s: &mut Session, status: &str) -> R {
+async fn rolled_back(rig: &mut Rig, s: &mut Established, status: &str) -> R {
     let (ack, _) = rig.alice.expect_request("ACK").await?;
     assert_eq!(&ack.body[..], SDP_ANSWER.as_bytes(), "media stays with bob");
     let (frag, state) = take_notify(rig, s).await?;
@@ -329,7 +290,7 @@ async fn rolled_back(rig: &mut Rig, s: &mut Session, status: &str) -> R {
 #[tokio::test]
 async fn conference_refusal_leaves_the_one_to_one_session_intact() -> R {
     let mut rig = rig_with(&policy(""), |_| {}).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     let conf = up_to_conference_invite(&mut rig, &mut s).await?;
     rig.bob
         .send(s.host, &rig.bob.reply(&conf, 486, "focus", None));
@@ -341,7 +302,7 @@ async fn conference_refusal_leaves_the_one_to_one_session_intact() -> R {
 async fn conference_timeout_leaves_the_one_to_one_session_intact() -> R {
     // T1 = 10 ms: Timer B fires after 640 ms.
     let mut rig = rig_with(&policy(""), |c| c.timers.t1_ms = 10).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     up_to_conference_invite(&mut rig, &mut s).await?;
     // The core never answers; it sees only retransmissions.
     while let Ok((m, _)) = rig.bob.recv_within(Duration::from_millis(900)).await {
@@ -353,7 +314,7 @@ async fn conference_timeout_leaves_the_one_to_one_session_intact() -> R {
 #[tokio::test]
 async fn client_refusing_the_offer_request_leaves_the_session_intact() -> R {
     let mut rig = rig_with(&policy(""), |_| {}).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     let r = refer(&mut s, &rig, "<sip:carol@example.com>");
     rig.alice.send(rig.host_for_alice, &r);
     rig.alice.expect_response(202).await?;
@@ -375,7 +336,7 @@ async fn client_refusing_the_offer_request_leaves_the_session_intact() -> R {
     still_one_to_one(&mut rig, &mut s).await
 }
 
-fn multi_refer(s: &mut Session, rig: &Rig, targets: &[&str]) -> SipMessage {
+fn multi_refer(s: &mut Established, rig: &Rig, targets: &[&str]) -> SipMessage {
     let xml = escalator_escalation::resource_list::build(
         &targets.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
     );
@@ -394,7 +355,7 @@ fn multi_refer(s: &mut Session, rig: &Rig, targets: &[&str]) -> SipMessage {
 #[tokio::test]
 async fn multi_target_refer_lists_every_target_and_the_peer() -> R {
     let mut rig = rig_with(&policy(""), |_| {}).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     let r = multi_refer(
         &mut s,
         &rig,
@@ -417,7 +378,7 @@ async fn multi_target_refer_lists_every_target_and_the_peer() -> R {
 #[tokio::test]
 async fn group_too_large_is_refused_and_nothing_is_sent() -> R {
     let mut rig = rig_with(&policy(""), |_| {}).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     // 5 invitees + bob = 6 users on the list; the maximum is 5.
     let targets = [
         "sip:u1@example.com",
@@ -443,7 +404,7 @@ async fn group_too_large_is_refused_and_nothing_is_sent() -> R {
 async fn custom_add_user_request_escalates_without_notify() -> R {
     let custom = "[triggers.custom]\nmethod = \"INFO\"\ncontent_type = \"application/vnd.example.add-user\"\nformat = \"lines\"\n";
     let mut rig = rig_with(&policy(custom), |_| {}).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     let info = s.a.request(
         &rig.alice,
         "INFO",
@@ -487,7 +448,7 @@ async fn custom_add_user_request_escalates_without_notify() -> R {
 #[tokio::test]
 async fn refer_sub_false_gets_no_notify() -> R {
     let mut rig = rig_with(&policy(""), |_| {}).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     let mut r = refer(&mut s, &rig, "<sip:carol@example.com>");
     r.push_header("Refer-Sub", "false");
     r.push_header("Supported", "norefersub");
@@ -501,7 +462,7 @@ async fn refer_sub_false_gets_no_notify() -> R {
 
 async fn refer_passes_through(policy_text: &str) -> R {
     let mut rig = rig_with(policy_text, |_| {}).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     let r = refer(&mut s, &rig, "<sip:carol@example.com>");
     rig.alice.send(rig.host_for_alice, &r);
     let (got, _) = rig.bob.expect_request("REFER").await?;
@@ -553,7 +514,7 @@ async fn shadow_mode_logs_the_invite_and_changes_nothing_on_the_wire() -> R {
 /// not the peer); the escalation is then ended (alice refuses the offer
 /// request) and its traffic drained, so the next call starts clean.
 async fn refer_is_escalated(rig: &mut Rig) -> R {
-    let mut s = one_to_one(rig).await?;
+    let mut s = rig.establish().await?;
     let r = refer(&mut s, rig, "<sip:carol@example.com>");
     rig.alice.send(rig.host_for_alice, &r);
     let (m, _) = rig.alice.recv().await?;
@@ -579,7 +540,7 @@ async fn refer_is_escalated(rig: &mut Rig) -> R {
 
 /// The REFER goes to the peer untouched.
 async fn refer_reaches_the_peer(rig: &mut Rig) -> R {
-    let mut s = one_to_one(rig).await?;
+    let mut s = rig.establish().await?;
     let r = refer(&mut s, rig, "<sip:carol@example.com>");
     rig.alice.send(rig.host_for_alice, &r);
     let (got, _) = rig.bob.expect_request("REFER").await?;
@@ -623,7 +584,7 @@ async fn refer_outside_a_dialog_is_refused() -> R {
 #[tokio::test]
 async fn malformed_refer_from_a_legacy_client_gets_a_clear_error() -> R {
     let mut rig = rig_with(&policy(""), |_| {}).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     let r = refer(&mut s, &rig, "<tel:+33123456>");
     rig.alice.send(rig.host_for_alice, &r);
     let resp = rig.alice.expect_response(416).await?;
@@ -644,7 +605,7 @@ async fn reuse_offer_mode_sends_the_last_offer_then_reanchors_alice() -> R {
         |_| {},
     )
     .await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     let r = refer(&mut s, &rig, "<sip:carol@example.com>");
     rig.alice.send(rig.host_for_alice, &r);
     rig.alice.expect_response(202).await?;
@@ -690,7 +651,7 @@ async fn reuse_offer_mode_sends_the_last_offer_then_reanchors_alice() -> R {
 async fn a_failure_is_logged_with_its_reason() -> R {
     let (_guard, logs) = escalator_e2e::LogCapture::start();
     let mut rig = rig_with(&policy(""), |_| {}).await;
-    let mut s = one_to_one(&mut rig).await?;
+    let mut s = rig.establish().await?;
     let conf = up_to_conference_invite(&mut rig, &mut s).await?;
     rig.bob
         .send(s.host, &rig.bob.reply(&conf, 503, "focus", None));

@@ -18,27 +18,8 @@ async fn establish(
     SocketAddr,
     escalator_host::sip::SipMessage,
 )> {
-    let escalator_e2e::Offered {
-        alice: mut a,
-        at_bob: inv,
-        host,
-        ..
-    } = rig.offer_call(Some(SDP_OFFER)).await?;
-    let b = rig.bob.accept_dialog(&inv, host);
-    rig.bob.send(
-        host,
-        &rig.bob.reply(
-            &inv,
-            200,
-            &b.local_tag,
-            Some(("application/sdp", SDP_ANSWER)),
-        ),
-    );
-    let ok = rig.alice.expect_response(200).await?;
-    a.update_from_response(&ok);
-    rig.alice.send(rig.host_for_alice, &a.ack(&rig.alice));
-    rig.bob.expect_request("ACK").await?;
-    Ok((a, b, host, inv))
+    let e = rig.establish().await?;
+    Ok((e.a, e.b, e.host, e.b_invite))
 }
 
 async fn hang_up_from_alice(rig: &mut Rig, a: &mut UaDialog, b: &UaDialog, host: SocketAddr) -> R {

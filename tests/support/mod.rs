@@ -103,6 +103,35 @@ impl Rig {
         })
     }
 
+    /// A 1-to-1 session alice → host → bob: INVITE with an SDP offer, 200
+    /// with the answer, ACK through.
+    pub async fn establish(&mut self) -> anyhow::Result<Established> {
+        let Offered {
+            alice: mut a,
+            at_bob,
+            host,
+            ..
+        } = self.offer_call(Some(SDP_OFFER)).await?;
+        let b = self.bob.accept_dialog(&at_bob, host);
+        let ok = self.bob.reply(
+            &at_bob,
+            200,
+            &b.local_tag,
+            Some(("application/sdp", SDP_ANSWER)),
+        );
+        self.bob.send(host, &ok);
+        let ok = self.alice.expect_response(200).await?;
+        a.update_from_response(&ok);
+        self.alice.send(self.host_for_alice, &a.ack(&self.alice));
+        self.bob.expect_request("ACK").await?;
+        Ok(Established {
+            a,
+            b,
+            host,
+            b_invite: at_bob,
+        })
+    }
+
     pub fn ladder(&self) -> String {
         escalator_host::ua::render_ladder(&self.ladder)
     }
@@ -162,4 +191,16 @@ impl std::io::Write for LogCapture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// An established 1-to-1 session.
+pub struct Established {
+    /// alice's side of her dialog with the host.
+    pub a: UaDialog,
+    /// bob's side of his dialog with the host.
+    pub b: UaDialog,
+    /// The host address bob talks to.
+    pub host: SocketAddr,
+    /// The INVITE as bob received it (leg B's Call-ID and the host's tag).
+    pub b_invite: SipMessage,
 }

@@ -271,11 +271,7 @@ impl Core {
             r.push_header("Content-Type", b.content_type);
             r.set_body(Bytes::from(b.bytes));
         }
-        let actions = e.tx.send_response(&r);
-        if !actions.is_empty() {
-            m::count_out(&r);
-        }
-        self.run_server(sid, actions);
+        self.send_response(sid, &r);
     }
 
     fn plugin_send(

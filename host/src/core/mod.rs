@@ -970,12 +970,7 @@ impl Core {
                 l.state = LegState::Confirmed;
             }
         }
-        let actions = match self.servers.get_mut(&sid) {
-            Some(e) => e.tx.send_response(&out),
-            None => return,
-        };
-        m::count_out(&out);
-        self.run_server(sid, actions);
+        self.send_response(sid, &out);
     }
 
     // ----- transaction plumbing -----
@@ -988,9 +983,18 @@ impl Core {
         if status == 503 {
             r.push_header("Retry-After", "5");
         }
-        let actions = e.tx.send_response(&r);
+        self.send_response(sid, &r);
+    }
+
+    /// Send `r` through server transaction `sid` (ignored when the
+    /// transaction is gone or already has its final response).
+    fn send_response(&mut self, sid: u64, r: &SipMessage) {
+        let Some(e) = self.servers.get_mut(&sid) else {
+            return;
+        };
+        let actions = e.tx.send_response(r);
         if !actions.is_empty() {
-            m::count_out(&r);
+            m::count_out(r);
         }
         self.run_server(sid, actions);
     }
