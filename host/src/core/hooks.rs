@@ -95,8 +95,12 @@ impl Core {
         source: &Target,
     ) -> HookOutcome {
         let set = self.set_for(leg);
+        let interest = match kind {
+            HookKind::Request => escalator_plugin_api::INTEREST_REQUESTS,
+            HookKind::Response => escalator_plugin_api::INTEREST_RESPONSES,
+        };
         for index in 0..set.plugins.len() {
-            if set.plugins[index].is_disabled() {
+            if !set.plugins[index].wants(interest) {
                 continue;
             }
             let input = HookInput {
@@ -133,6 +137,9 @@ impl Core {
         let Some(slot) = set.plugins.get(index) else {
             return;
         };
+        if !slot.wants(escalator_plugin_api::INTEREST_EVENTS) {
+            return;
+        }
         match slot.on_event(&event) {
             Ok(Decision::Continue) => {}
             Ok(Decision::ContinueWith(actions) | Decision::Handled(actions)) => {

@@ -41,6 +41,8 @@ pub enum PluginLoadError {
 pub struct LoadedPlugin {
     pub name: String,
     pub version: String,
+    /// `INTEREST_*` bits the plugin declared.
+    pub interests: u32,
     pub instance: Instance,
     /// None for plugins linked into the host (`builtin:NAME`).
     _library: Option<libloading::Library>,
@@ -127,6 +129,7 @@ fn instantiate(
             source,
         })?;
     Ok(LoadedPlugin {
+        interests: descriptor.interests(),
         name: descriptor.name,
         version: descriptor.version,
         instance,

@@ -20,6 +20,7 @@ use std::sync::Mutex;
 pub struct PluginSlot {
     pub name: String,
     pub version: String,
+    interests: u32,
     plugin: Mutex<LoadedPlugin>,
     /// Consecutive failures before the plugin is disabled; 0 = never.
     threshold: u32,
@@ -38,11 +39,17 @@ impl PluginSlot {
         PluginSlot {
             name: plugin.name.clone(),
             version: plugin.version.clone(),
+            interests: plugin.interests,
             plugin: Mutex::new(plugin),
             threshold,
             failures: Mutex::new(0),
             disabled: Default::default(),
         }
+    }
+
+    /// Whether the plugin wants calls of this `INTEREST_*` kind.
+    pub fn wants(&self, interest: u32) -> bool {
+        self.interests & interest != 0 && !self.is_disabled()
     }
 
     pub fn is_disabled(&self) -> bool {

@@ -215,8 +215,13 @@ impl Transport {
             limits,
             cancel: CancellationToken::new(),
         });
+        // Several receive loops per UDP socket, so datagrams are parsed on
+        // every core. UDP promises no order; the transaction layer copes.
+        let receivers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
         for s in &shared.udp {
-            tokio::spawn(udp::receive_loop(shared.clone(), s.clone()));
+            for _ in 0..receivers {
+                tokio::spawn(udp::receive_loop(shared.clone(), s.clone()));
+            }
         }
         for l in listeners {
             tokio::spawn(tcp::accept_loop(shared.clone(), l));

@@ -89,6 +89,11 @@ impl Descriptor {
         })
     }
 
+    /// The `INTEREST_*` bits the plugin declared.
+    pub fn interests(&self) -> u32 {
+        self.raw.interests
+    }
+
     pub fn create(&self, config: &str) -> Result<Instance, CallError> {
         let mut instance: *mut c_void = std::ptr::null_mut();
         let mut error = EscBuf::empty();
@@ -257,8 +262,8 @@ mod tests {
     }
 
     unsafe extern "C" fn future_plugin() -> *const PluginDescriptor {
-        static V2: u32 = 2;
-        &V2 as *const u32 as *const PluginDescriptor
+        static V99: u32 = 99;
+        &V99 as *const u32 as *const PluginDescriptor
     }
 
     unsafe extern "C" fn no_plugin() -> *const PluginDescriptor {
@@ -268,8 +273,16 @@ mod tests {
     #[test]
     fn other_abi_versions_are_refused_before_reading_further() {
         let e = unsafe { Descriptor::from_entry(future_plugin) }.unwrap_err();
-        assert_eq!(e, LoadError::AbiMismatch { host: 1, plugin: 2 });
-        assert!(e.to_string().contains("this host speaks ABI version 1"));
+        assert_eq!(
+            e,
+            LoadError::AbiMismatch {
+                host: ABI_VERSION,
+                plugin: 99
+            }
+        );
+        assert!(e
+            .to_string()
+            .contains(&format!("this host speaks ABI version {ABI_VERSION}")));
         assert_eq!(
             unsafe { Descriptor::from_entry(no_plugin) }.unwrap_err(),
             LoadError::NullDescriptor

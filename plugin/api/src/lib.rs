@@ -96,10 +96,17 @@ use std::ffi::c_void;
 
 /// The ABI this crate speaks. Bumped on any incompatible change of the
 /// descriptor, the status codes or the meaning of a field tag.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Name of the symbol every plugin exports.
 pub const ENTRY_SYMBOL: &str = "escalator_plugin_entry";
+
+/// Which calls a plugin wants ([`PluginDescriptor::interests`]): the host
+/// does not even build the input of a hook nobody wants.
+pub const INTEREST_REQUESTS: u32 = 1;
+pub const INTEREST_RESPONSES: u32 = 2;
+pub const INTEREST_EVENTS: u32 = 4;
+pub const INTEREST_ALL: u32 = INTEREST_REQUESTS | INTEREST_RESPONSES | INTEREST_EVENTS;
 
 pub const STATUS_OK: i32 = 0;
 pub const STATUS_ERROR: i32 = 1;
@@ -182,6 +189,8 @@ pub type FreeFn = unsafe extern "C" fn(buf: EscBuf);
 #[derive(Debug, Clone, Copy)]
 pub struct PluginDescriptor {
     pub abi_version: u32,
+    /// `INTEREST_*` bits: the hooks and events this plugin wants.
+    pub interests: u32,
     pub name: EscSlice,
     pub version: EscSlice,
     pub create: CreateFn,
@@ -201,6 +210,9 @@ unsafe impl Sync for SyncDescriptor {}
 /// What a plugin author implements. Every method but `create` has a default
 /// that lets the host carry on as if the plugin were absent.
 pub trait Plugin: Sized + 'static {
+    /// The hooks the host calls (`INTEREST_*` bits); everything by default.
+    const INTERESTS: u32 = INTEREST_ALL;
+
     /// Build an instance from the plugin's configuration section (TOML text,
     /// empty when none). An error refuses the load with that message.
     fn create(config: &str) -> Result<Self, String>;
@@ -349,6 +361,7 @@ macro_rules! export_plugin {
             static DESCRIPTOR: $crate::SyncDescriptor =
                 $crate::SyncDescriptor($crate::PluginDescriptor {
                     abi_version: $crate::ABI_VERSION,
+                    interests: <$plugin as $crate::Plugin>::INTERESTS,
                     name: $crate::EscSlice::from_static($name),
                     version: $crate::EscSlice::from_static($version),
                     create: $crate::guest::create::<$plugin>,

@@ -16,6 +16,7 @@ use crate::policy::{OutsideDialog, Policy, Subject};
 use crate::trigger::{self, TriggerError};
 use escalator_plugin_api::{
     Action, Decision, Event, HookInput, LegRole, LogLevel, MessageContext, MetricKind, Plugin,
+    INTEREST_EVENTS, INTEREST_REQUESTS,
 };
 use escalator_sip::{NameAddr, SipMessage};
 use serde::Deserialize;
@@ -170,11 +171,29 @@ impl Escalator {
         }
     }
 
+    /// Whether the request can be a trigger at all, from its method alone:
+    /// everything else is passed on without being parsed.
+    fn may_trigger(&self, message: &[u8]) -> bool {
+        let method = message.split(|b| *b == b' ').next().unwrap_or_default();
+        method == b"REFER"
+            || self
+                .policy
+                .triggers
+                .custom
+                .as_ref()
+                .is_some_and(|c| c.method.as_bytes() == method)
+    }
+
     fn handle_request(&mut self, input: &HookInput) -> (Vec<Action>, bool) {
+        // Cheap (a clock read) except once a second; first, so that a new
+        // custom trigger in the file is recognised at once.
         let mut out = self.refresh_policy();
         if !self.announced {
             self.announced = true;
             out.push(policy_info(&self.policy));
+        }
+        if !self.may_trigger(&input.message) {
+            return (out, false);
         }
         let ctx = &input.context;
         if ctx.from_core {
@@ -424,6 +443,9 @@ impl Escalator {
 }
 
 impl Plugin for Escalator {
+    // Responses to relayed requests never matter to escalation.
+    const INTERESTS: u32 = INTEREST_REQUESTS | INTEREST_EVENTS;
+
     fn create(config: &str) -> Result<Self, String> {
         let cfg: Config = toml::from_str(config).map_err(|e| format!("plugin config: {e}"))?;
         let policy = Policy::load(&cfg.policy)
