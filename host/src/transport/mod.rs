@@ -165,8 +165,16 @@ struct Conns {
     by_remote: HashMap<SocketAddr, ConnId>,
 }
 
+/// A UDP socket, its address (read once at bind time), and the queue of its
+/// sender task: the core never makes a send syscall itself.
+pub(crate) struct UdpEndpoint {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    out: mpsc::UnboundedSender<(Bytes, SocketAddr, Option<u64>)>,
+}
+
 pub(crate) struct Shared {
-    udp: Vec<Arc<UdpSocket>>,
+    udp: Vec<UdpEndpoint>,
     tcp_local: Vec<SocketAddr>,
     conns: Mutex<Conns>,
     next_conn: AtomicU64,
@@ -190,11 +198,16 @@ impl Transport {
         events: mpsc::Sender<TransportEvent>,
     ) -> std::io::Result<Transport> {
         let mut udp_sockets = Vec::new();
+        let mut udp_queues = Vec::new();
         for addr in udp {
             let s = UdpSocket::bind(addr)
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("bind udp {addr}: {e}")))?;
-            udp_sockets.push(Arc::new(s));
+            let local = s.local_addr()?;
+            let (out, queue) = mpsc::unbounded_channel();
+            let socket = Arc::new(s);
+            udp_queues.push((socket.clone(), queue));
+            udp_sockets.push(UdpEndpoint { socket, local, out });
         }
         let mut listeners = Vec::new();
         for addr in tcp {
@@ -218,10 +231,13 @@ impl Transport {
         // Several receive loops per UDP socket, so datagrams are parsed on
         // every core. UDP promises no order; the transaction layer copes.
         let receivers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
-        for s in &shared.udp {
+        for e in &shared.udp {
             for _ in 0..receivers {
-                tokio::spawn(udp::receive_loop(shared.clone(), s.clone()));
+                tokio::spawn(udp::receive_loop(shared.clone(), e.socket.clone(), e.local));
             }
+        }
+        for (socket, queue) in udp_queues {
+            tokio::spawn(udp::send_loop(shared.clone(), socket, queue));
         }
         for l in listeners {
             tokio::spawn(tcp::accept_loop(shared.clone(), l));
@@ -230,11 +246,7 @@ impl Transport {
     }
 
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.shared
-            .udp
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
+        self.shared.udp.iter().map(|e| e.local).collect()
     }
 
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
@@ -243,15 +255,21 @@ impl Transport {
 
     /// The listening address to advertise (Via, Contact) toward `remote`.
     pub fn local_addr_for(&self, proto: Proto, remote: SocketAddr) -> Option<SocketAddr> {
-        let addrs = match proto {
-            Proto::Udp => self.udp_addrs(),
-            Proto::Tcp => self.tcp_addrs(),
-        };
-        addrs
-            .iter()
-            .find(|a| a.is_ipv4() == remote.is_ipv4())
-            .or(addrs.first())
-            .copied()
+        let family = |a: &SocketAddr| a.is_ipv4() == remote.is_ipv4();
+        match proto {
+            Proto::Udp => {
+                let addrs = || self.shared.udp.iter().map(|e| e.local);
+                addrs().find(family).or_else(|| addrs().next())
+            }
+            Proto::Tcp => {
+                let addrs = &self.shared.tcp_local;
+                addrs
+                    .iter()
+                    .copied()
+                    .find(family)
+                    .or_else(|| addrs.first().copied())
+            }
+        }
     }
 
     pub fn supports(&self, proto: Proto) -> bool {

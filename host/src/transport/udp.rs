@@ -3,14 +3,11 @@ use bytes::Bytes;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 
-pub(super) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
-    let local = match socket.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "udp socket has no local address");
-            return;
-        }
-    };
+pub(super) async fn receive_loop(
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+    local: std::net::SocketAddr,
+) {
     let mut buf = vec![0u8; 65536];
     loop {
         let (n, from) = tokio::select! {
@@ -45,34 +42,48 @@ pub(super) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
 }
 
 pub(super) fn send(shared: &Arc<Shared>, target: &Target, data: Bytes, token: Option<u64>) {
-    let socket = shared
+    let endpoint = shared
         .udp
         .iter()
-        .find(|s| {
-            s.local_addr()
-                .is_ok_and(|a| a.is_ipv4() == target.addr.is_ipv4())
-        })
-        .cloned();
-    let Some(socket) = socket else {
+        .find(|e| e.local.is_ipv4() == target.addr.is_ipv4());
+    let Some(endpoint) = endpoint else {
         tracing::warn!(%target, "no UDP socket of the right address family");
         shared.report_failure(target.clone(), token);
         return;
     };
-    match socket.try_send_to(&data, target.addr) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            let shared = shared.clone();
-            let target = target.clone();
-            tokio::spawn(async move {
-                if let Err(e) = socket.send_to(&data, target.addr).await {
-                    tracing::warn!(%target, error = %e, "udp send failed");
-                    shared.report_failure(target, token);
-                }
-            });
-        }
-        Err(e) => {
+    if endpoint.out.send((data, target.addr, token)).is_err() {
+        shared.report_failure(target.clone(), token);
+    }
+}
+
+/// Sends what the core queued for one socket.
+pub(super) async fn send_loop(
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<(Bytes, std::net::SocketAddr, Option<u64>)>,
+) {
+    loop {
+        let next = tokio::select! {
+            n = queue.recv() => n,
+            _ = shared.cancel.cancelled() => return,
+        };
+        let Some((data, addr, token)) = next else {
+            return;
+        };
+        let sent = match socket.try_send_to(&data, addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                socket.send_to(&data, addr).await
+            }
+            other => other,
+        };
+        if let Err(e) = sent {
+            let target = Target {
+                proto: Proto::Udp,
+                addr,
+                conn: None,
+            };
             tracing::warn!(%target, error = %e, "udp send failed");
-            shared.report_failure(target.clone(), token);
+            shared.report_failure(target, token);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The plugin API of the escalator host: a versioned C ABI, and safe Rust
 //! wrappers for the plugin side ([`Plugin`] + [`export_plugin!`]) and the host
-//! side ([`host::Library`]).
+//! side ([`host::Descriptor`] and [`host::Instance`]).
 //!
 //! # The ABI
 //! A plugin is a shared library exporting one symbol, [`ENTRY_SYMBOL`]
@@ -27,6 +27,8 @@
 //! the same thread), never concurrently.
 //!
 //! # What a plugin sees, may and may not do
+//! - It says which calls it wants with `Plugin::INTERESTS` (requests,
+//!   responses, events): the host builds no input for hooks it does not want.
 //! - It sees every request the host receives except ACK and CANCEL (those
 //!   belong to the transactions the host runs), after the host has checked
 //!   it (valid headers, Max-Forwards, loops), and every response to a request
