@@ -286,7 +286,7 @@ def escalation_load(calls):
     """Every call escalates: uac = legacy client doing REFER, uas = core (bob and the focus)."""
     uas, uas_port = start_uas("udp")
     host, addr = start_escalator("udp", uas_port, plugin=True)
-    for rate in (10, 25, 50, 100, 200):
+    for rate in (10, 50, 100, 200, 400, 800, 1600):
         n = min(calls, rate * 4)
         ok, failed, elapsed = run_uac(addr, "udp", rate, n, scenario=os.path.join(HERE, "legacy-uac.xml"))
         print(f"escalation: {n} calls at {rate}/s, each REFERs and escalates: {ok} successful, {failed} failed, "
