@@ -468,15 +468,10 @@ impl Core {
         self.release_plugin_leg_if_over(leg, &method, true);
     }
 
-    /// A plugin's failed INVITE on a leg that never got confirmed, or its
-    /// finished BYE, ends that leg only; its partner is not touched.
+    /// A plugin's request whose outcome ends its leg ends that leg only;
+    /// its partner is not touched.
     fn release_plugin_leg_if_over(&mut self, leg: Option<LegId>, method: &str, failed: bool) {
-        let Some(l) = leg else { return };
-        let unconfirmed = self
-            .model
-            .leg(l)
-            .is_some_and(|x| x.state != LegState::Confirmed);
-        if method == "BYE" || (method == "INVITE" && failed && unconfirmed) {
+        if let Some(l) = leg.filter(|l| self.leg_is_over(*l, method, failed)) {
             self.release(l);
         }
     }

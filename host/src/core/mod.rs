@@ -1291,15 +1291,19 @@ impl Core {
         }
     }
 
-    /// A finished BYE, or an INVITE that failed before its dialog was
-    /// confirmed, ends the call: both legs go.
-    fn end_call_if_over(&mut self, leg: Option<LegId>, method: &str, invite_failed: bool) {
-        let Some(l) = leg else { return };
+    /// Whether a request's outcome ends its leg: a finished BYE, or an
+    /// INVITE that failed before the leg's dialog was confirmed.
+    fn leg_is_over(&self, leg: LegId, method: &str, invite_failed: bool) -> bool {
         let unconfirmed = self
             .model
-            .leg(l)
+            .leg(leg)
             .is_some_and(|x| x.state != LegState::Confirmed);
-        if method == "BYE" || (method == "INVITE" && invite_failed && unconfirmed) {
+        method == "BYE" || (method == "INVITE" && invite_failed && unconfirmed)
+    }
+
+    /// A relayed request's outcome that ends its leg ends the call: both legs go.
+    fn end_call_if_over(&mut self, leg: Option<LegId>, method: &str, invite_failed: bool) {
+        if let Some(l) = leg.filter(|l| self.leg_is_over(*l, method, invite_failed)) {
             self.release_with_peer(l);
         }
     }
