@@ -1111,8 +1111,22 @@ impl Core {
                     if let Some(c) = self.clients.remove(&id) {
                         self.client_index
                             .remove(&(c.branch, c.kind == ClientKind::Cancel));
+                        if c.tx.request().method() == Some("INVITE") {
+                            self.forget_ack(c.leg);
+                        }
                     }
                 }
+            }
+        }
+    }
+
+    /// Once the INVITE transaction is over, a retransmitted 2xx no longer
+    /// matches anything (it is dropped as stray), so the stored ACK is not
+    /// needed: keep only the "acknowledged" mark, free the bytes.
+    fn forget_ack(&mut self, leg: Option<LegId>) {
+        if let Some(l) = leg.and_then(|l| self.model.leg_mut(l)) {
+            if l.ack.is_some() {
+                l.ack = Some(Bytes::new());
             }
         }
     }
