@@ -1,11 +1,5 @@
 use anyhow::Context;
 
-/// mimalloc hands freed memory back to the system sooner than glibc's
-/// malloc, which matters for a process whose set-up peaks (transactions
-/// hold message copies for 32 s) are far above its idle size.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 use escalator_host::admin::AdminCommand;
 use escalator_host::config::Config;
