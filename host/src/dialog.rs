@@ -27,6 +27,30 @@ pub struct Dialog {
 }
 
 impl Dialog {
+    /// A dialog the host originates (a leg it sends the INVITE on): new
+    /// Call-ID and tag, CSeq starting at 1, no remote tag yet.
+    pub fn originating(
+        local_uri: NameAddr,
+        remote_uri: NameAddr,
+        remote_target: String,
+        dest: Target,
+    ) -> Dialog {
+        Dialog {
+            call_id: new_call_id(),
+            local_tag: new_tag(),
+            remote_tag: None,
+            local_uri,
+            remote_uri,
+            local_cseq: 0,
+            remote_cseq: None,
+            remote_target,
+            route_set: Vec::new(),
+            dest,
+            last_offer: None,
+            last_answer: None,
+        }
+    }
+
     /// Headers common to every request we originate in this dialog (no Via,
     /// Contact or Max-Forwards: the core adds those). Increments the CSeq.
     pub fn new_request(&mut self, method: &str) -> SipMessage {

@@ -373,20 +373,8 @@ impl Core {
                 None => return fail(self, "target is not udp:ip:port or tcp:ip:port"),
             },
         };
-        let dialog = Dialog {
-            call_id: new_call_id(),
-            local_tag: new_tag(),
-            remote_tag: None,
-            local_uri: from,
-            remote_uri: to,
-            local_cseq: 0,
-            remote_cseq: None,
-            remote_target: msg.request_uri().unwrap_or_default().to_string(),
-            route_set: Vec::new(),
-            dest: dest.clone(),
-            last_offer: None,
-            last_answer: None,
-        };
+        let remote_target = msg.request_uri().unwrap_or_default().to_string();
+        let dialog = Dialog::originating(from, to, remote_target, dest.clone());
         let leg_id = self.model.add_leg(Leg::new(call, Role::Uac, dialog));
         let Some(leg) = self.model.leg_mut(leg_id) else {
             return;

@@ -6,7 +6,7 @@
 mod hooks;
 
 use crate::b2bua::{CallModel, CallRef, Leg, LegId, LegState, Role};
-use crate::dialog::{new_branch, new_call_id, new_tag, Dialog};
+use crate::dialog::{new_branch, new_tag, Dialog};
 use crate::forward::{
     contact_uri, contact_value, copy_end_to_end, next_max_forwards, reason, response_to,
     sets_target, validate_request, validate_response, via_value, without_tag,
@@ -519,20 +519,8 @@ impl Core {
         let mut leg_a = Leg::new(call, Role::Uas, a);
         leg_a.invite_server = Some(sid);
         let a_id = self.model.add_leg(leg_a);
-        let b = Dialog {
-            call_id: new_call_id(),
-            local_tag: new_tag(),
-            remote_tag: None,
-            local_uri: from,
-            remote_uri: to,
-            local_cseq: 0,
-            remote_cseq: None,
-            remote_target: req.request_uri().unwrap_or_default().to_string(),
-            route_set: Vec::new(),
-            dest: target,
-            last_offer: None,
-            last_answer: None,
-        };
+        let remote_target = req.request_uri().unwrap_or_default().to_string();
+        let b = Dialog::originating(from, to, remote_target, target);
         let b_id = self.model.add_leg(Leg::new(call, Role::Uac, b));
         self.model.pair(a_id, b_id);
         if let Some(e) = self.servers.get_mut(&sid) {
