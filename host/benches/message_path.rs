@@ -47,8 +47,12 @@ fn forward_invite(raw: &[u8]) -> Bytes {
         call_id: new_call_id(),
         local_tag: new_tag(),
         remote_tag: None,
-        local_uri: req.header("From").and_then(without_tag).unwrap(),
-        remote_uri: req.header("To").and_then(without_tag).unwrap(),
+        local_uri: req
+            .header("From")
+            .and_then(without_tag)
+            .unwrap()
+            .to_string(),
+        remote_uri: req.header("To").and_then(without_tag).unwrap().to_string(),
         local_cseq: 0,
         remote_cseq: None,
         remote_target: req.request_uri().unwrap().to_string(),

@@ -2,8 +2,11 @@
 //! legs between which the host forwards. A leg can be re-paired with another
 //! leg or released without touching its partner; escalation relies on both.
 
+use crate::compaction::shrink_if_sparse;
 use crate::dialog::Dialog;
+use hashbrown::HashTable;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
 pub type LegId = u64;
 pub type CallRef = u64;
@@ -61,14 +64,29 @@ impl Leg {
     }
 }
 
-#[derive(Debug, Default)]
+/// Memory per established call is what operators size boxes by, so the
+/// model keeps each leg in one allocation (a table of 500-byte entries
+/// would also be copied whole on every resize) and indexes dialogs without
+/// copying their Call-ID and tag.
+#[derive(Default)]
 pub struct CallModel {
-    legs: HashMap<LegId, Leg>,
-    /// (Call-ID, local tag) → leg: how in-dialog requests find their leg.
-    by_dialog: HashMap<(String, String), LegId>,
+    legs: HashMap<LegId, Box<Leg>>,
+    /// How in-dialog requests find their leg: leg ids hashed by the leg's
+    /// (Call-ID, local tag), compared against the leg itself on lookup.
+    by_dialog: HashTable<LegId>,
+    dialog_hasher: RandomState,
     calls: HashMap<CallRef, Vec<LegId>>,
     next_leg: LegId,
     next_call: CallRef,
+}
+
+impl std::fmt::Debug for CallModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallModel")
+            .field("legs", &self.legs)
+            .field("calls", &self.calls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CallModel {
@@ -82,26 +100,30 @@ impl CallModel {
         self.next_leg += 1;
         let id = self.next_leg;
         leg.id = id;
-        self.by_dialog.insert(
-            (leg.dialog.call_id.clone(), leg.dialog.local_tag.clone()),
-            id,
-        );
+        let hash = dialog_hash(&self.dialog_hasher, &leg.dialog);
         self.calls.entry(leg.call).or_default().push(id);
-        self.legs.insert(id, leg);
+        self.legs.insert(id, Box::new(leg));
+        let rehash = rehasher(&self.legs, &self.dialog_hasher);
+        self.by_dialog.insert_unique(hash, id, rehash);
         id
     }
 
     pub fn leg(&self, id: LegId) -> Option<&Leg> {
-        self.legs.get(&id)
+        self.legs.get(&id).map(|l| &**l)
     }
 
     pub fn leg_mut(&mut self, id: LegId) -> Option<&mut Leg> {
-        self.legs.get_mut(&id)
+        self.legs.get_mut(&id).map(|l| &mut **l)
     }
 
     pub fn find(&self, call_id: &str, local_tag: &str) -> Option<LegId> {
+        let hash = self.dialog_hasher.hash_one((call_id, local_tag));
         self.by_dialog
-            .get(&(call_id.to_string(), local_tag.to_string()))
+            .find(hash, |id| {
+                self.legs
+                    .get(id)
+                    .is_some_and(|l| l.dialog.call_id == call_id && l.dialog.local_tag == local_tag)
+            })
             .copied()
     }
 
@@ -132,9 +154,17 @@ impl CallModel {
 
     /// Remove a leg; its partner stays, unpaired. Returns the removed leg.
     pub fn release(&mut self, id: LegId) -> Option<Leg> {
-        let leg = self.legs.remove(&id)?;
-        self.by_dialog
-            .remove(&(leg.dialog.call_id.clone(), leg.dialog.local_tag.clone()));
+        let leg = *self.legs.remove(&id)?;
+        let hash = dialog_hash(&self.dialog_hasher, &leg.dialog);
+        if let Ok(entry) = self.by_dialog.find_entry(hash, |other| *other == id) {
+            entry.remove();
+        }
+        shrink_if_sparse(&mut self.legs);
+        let (len, cap) = (self.by_dialog.len(), self.by_dialog.capacity());
+        if crate::compaction::is_sparse(len, cap) {
+            let rehash = rehasher(&self.legs, &self.dialog_hasher);
+            self.by_dialog.shrink_to(len * 2, rehash);
+        }
         if let Some(p) = leg.peer {
             if let Some(pl) = self.legs.get_mut(&p) {
                 if pl.peer == Some(id) {
@@ -146,6 +176,7 @@ impl CallModel {
             list.retain(|l| *l != id);
             if list.is_empty() {
                 self.calls.remove(&leg.call);
+                shrink_if_sparse(&mut self.calls);
             }
         }
         Some(leg)
@@ -164,10 +195,21 @@ impl CallModel {
     }
 }
 
+fn dialog_hash(hasher: &RandomState, d: &Dialog) -> u64 {
+    hasher.hash_one((d.call_id.as_str(), d.local_tag.as_str()))
+}
+
+/// What the dialog index needs to move its entries when it resizes.
+fn rehasher<'a>(
+    legs: &'a HashMap<LegId, Box<Leg>>,
+    hasher: &'a RandomState,
+) -> impl Fn(&LegId) -> u64 + 'a {
+    move |id| legs.get(id).map_or(0, |l| dialog_hash(hasher, &l.dialog))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::NameAddr;
     use crate::transport::{Proto, Target};
 
     fn leg(call: CallRef, call_id: &str, tag: &str) -> Leg {
@@ -178,8 +220,8 @@ mod tests {
                 call_id: call_id.into(),
                 local_tag: tag.into(),
                 remote_tag: None,
-                local_uri: NameAddr::parse("<sip:a@x>").unwrap(),
-                remote_uri: NameAddr::parse("<sip:b@x>").unwrap(),
+                local_uri: "<sip:a@x>".into(),
+                remote_uri: "<sip:b@x>".into(),
                 local_cseq: 0,
                 remote_cseq: None,
                 remote_target: "sip:b@127.0.0.1".into(),
@@ -239,5 +281,29 @@ mod tests {
         m.release(a);
         assert_eq!(m.call_count(), 0);
         assert!(!m.pair(a, a));
+    }
+
+    #[test]
+    fn the_dialog_index_survives_growth_and_shrinks_after_a_peak() {
+        let mut m = CallModel::default();
+        let c = m.new_call();
+        let ids: Vec<LegId> = (0..5000)
+            .map(|i| m.add_leg(leg(c, &format!("call-{i}"), &format!("tag-{i}"))))
+            .collect();
+        let peak = m.by_dialog.capacity();
+        for (i, id) in ids.iter().enumerate().skip(10) {
+            assert_eq!(m.find(&format!("call-{i}"), &format!("tag-{i}")), Some(*id));
+            m.release(*id);
+        }
+        assert!(
+            m.by_dialog.capacity() < peak / 4,
+            "{} of {peak}",
+            m.by_dialog.capacity()
+        );
+        for (i, id) in ids.iter().enumerate().take(10) {
+            assert_eq!(m.find(&format!("call-{i}"), &format!("tag-{i}")), Some(*id));
+            assert_eq!(m.find(&format!("call-{i}"), "tag-x"), None);
+        }
+        assert_eq!(m.leg_count(), 10);
     }
 }

@@ -9,10 +9,11 @@ pub struct Dialog {
     pub call_id: String,
     pub local_tag: String,
     pub remote_tag: Option<String>,
-    /// Our side's address (From in requests we send), without tag.
-    pub local_uri: NameAddr,
+    /// Our side's address (From in requests we send): the header value
+    /// without its tag. Kept as text: the host only ever writes it out.
+    pub local_uri: String,
     /// The far side's address, without tag.
-    pub remote_uri: NameAddr,
+    pub remote_uri: String,
     pub local_cseq: u32,
     pub remote_cseq: Option<u32>,
     /// The far side's Contact URI: Request-URI of requests we send.
@@ -39,8 +40,8 @@ impl Dialog {
             call_id: new_call_id(),
             local_tag: new_tag(),
             remote_tag: None,
-            local_uri,
-            remote_uri,
+            local_uri: local_uri.to_string(),
+            remote_uri: remote_uri.to_string(),
             local_cseq: 0,
             remote_cseq: None,
             remote_target,
@@ -65,15 +66,14 @@ impl Dialog {
         for r in &self.route_set {
             m.push_header("Route", r.as_str());
         }
+        m.push_header("From", format!("{};tag={}", self.local_uri, self.local_tag));
         m.push_header(
-            "From",
-            self.local_uri.clone().with_tag(&self.local_tag).to_string(),
+            "To",
+            match &self.remote_tag {
+                Some(t) => format!("{};tag={t}", self.remote_uri),
+                None => self.remote_uri.clone(),
+            },
         );
-        let mut to = self.remote_uri.clone();
-        if let Some(t) = &self.remote_tag {
-            to = to.with_tag(t);
-        }
-        m.push_header("To", to.to_string());
         m.push_header("Call-ID", self.call_id.as_str());
         m.push_header("CSeq", format!("{cseq} {method}"));
         m
@@ -156,8 +156,8 @@ mod tests {
             call_id: "c1".into(),
             local_tag: "lt".into(),
             remote_tag: Some("rt".into()),
-            local_uri: NameAddr::parse("\"A\" <sip:a@x>").unwrap(),
-            remote_uri: NameAddr::parse("<sip:b@y>").unwrap(),
+            local_uri: NameAddr::parse("\"A\" <sip:a@x>").unwrap().to_string(),
+            remote_uri: NameAddr::parse("<sip:b@y>").unwrap().to_string(),
             local_cseq: 10,
             remote_cseq: Some(5),
             remote_target: "sip:b@10.0.0.2:5062".into(),

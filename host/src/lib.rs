@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod b2bua;
+pub mod compaction;
 pub mod config;
 pub mod core;
 pub mod demo;

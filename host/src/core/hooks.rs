@@ -270,7 +270,14 @@ impl Core {
             warn!(status, "plugin response with an invalid status ignored");
             return;
         }
-        let mut r = response_to(&e.request, status, reason_text, Some(&e.to_tag));
+        let Some(req) = &e.request else {
+            warn!(
+                transaction = sid,
+                "plugin answered a transaction that has its final response"
+            );
+            return;
+        };
+        let mut r = response_to(req, status, reason_text, Some(&e.to_tag));
         for (n, v) in headers {
             r.push_header(&n, v);
         }
@@ -404,7 +411,7 @@ impl Core {
             return;
         };
         let (leg, by) = (c.leg, c.plugin.clone());
-        let offered = !c.tx.request().body.is_empty();
+        let offered = c.tx.offered();
         let status = resp.status().unwrap_or(0);
         let method = resp.cseq().map(|c| c.1).unwrap_or_default();
         if let Some(l) = leg {
@@ -443,7 +450,7 @@ impl Core {
             return;
         };
         let (leg, by, failed) = (c.leg, c.plugin.clone(), c.transport_failed);
-        let method = c.tx.request().method().unwrap_or_default().to_string();
+        let method = c.tx.method().to_string();
         if let Some(by) = by {
             let (token, leg) = (by.token, leg.unwrap_or(0));
             let event = if failed {
@@ -465,7 +472,9 @@ impl Core {
     }
 
     pub(super) fn plugin_timer_fired(&mut self, id: u64) {
-        if let Some(by) = self.plugin_timers.remove(&id) {
+        let by = self.plugin_timers.remove(&id);
+        crate::compaction::shrink_if_sparse(&mut self.plugin_timers);
+        if let Some(by) = by {
             self.deliver_event(&by.set, by.index, Event::Timer { token: by.token });
         }
     }

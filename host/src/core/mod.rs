@@ -6,6 +6,7 @@
 mod hooks;
 
 use crate::b2bua::{CallModel, CallRef, Leg, LegId, LegState, Role};
+use crate::compaction::shrink_if_sparse;
 use crate::dialog::{new_branch, new_tag, Dialog};
 use crate::forward::{
     contact_uri, contact_value, copy_end_to_end, next_max_forwards, reason, response_to,
@@ -93,7 +94,8 @@ enum TimerKey {
 struct ServerEntry {
     tx: ServerTx,
     key: ServerKey,
-    request: SipMessage,
+    /// Until the final response is sent: what responses are built from.
+    request: Option<SipMessage>,
     source: Target,
     leg: Option<LegId>,
     /// The client transaction this request was forwarded on.
@@ -132,9 +134,11 @@ pub struct Core {
     settings: CoreSettings,
     transport: Transport,
     model: CallModel,
-    servers: HashMap<u64, ServerEntry>,
+    /// Entries are boxed so a table resize at high call rates moves
+    /// pointers, not 400-byte entries (a stall the core would feel).
+    servers: HashMap<u64, Box<ServerEntry>>,
     server_index: HashMap<ServerKey, u64>,
-    clients: HashMap<u64, ClientEntry>,
+    clients: HashMap<u64, Box<ClientEntry>>,
     /// (branch, is CANCEL) → client transaction.
     client_index: HashMap<(String, bool), u64>,
     next_tx: u64,
@@ -337,7 +341,7 @@ impl Core {
             return;
         }
         let id = self.new_server(msg, source, key);
-        let Some(req) = self.servers.get(&id).map(|e| &e.request) else {
+        let Some(req) = self.servers.get(&id).and_then(|e| e.request.as_ref()) else {
             return;
         };
         let in_dialog = req.to_tag().is_some();
@@ -367,7 +371,10 @@ impl Core {
         let Some(e) = self.servers.get(&sid) else {
             return HookOutcome::Continue;
         };
-        let (mut req, source) = (e.request.clone(), e.source.clone());
+        let Some(mut req) = e.request.clone() else {
+            return HookOutcome::Continue;
+        };
+        let source = e.source.clone();
         let leg = match (req.call_id(), req.to_tag()) {
             (Some(c), Some(t)) => self.model.find(c, &t),
             _ => None,
@@ -380,7 +387,7 @@ impl Core {
             }
             HookOutcome::Continue => {
                 if let Some(e) = self.servers.get_mut(&sid) {
-                    e.request = req;
+                    e.request = Some(req);
                 }
             }
         }
@@ -423,7 +430,8 @@ impl Core {
             self.client_index
                 .get(&(branch, false))
                 .and_then(|id| self.clients.get(id))
-                .is_some_and(|c| c.tx.request().request_uri() == req.request_uri())
+                .and_then(|c| c.tx.request())
+                .is_some_and(|r| r.request_uri() == req.request_uri())
         })
     }
 
@@ -436,15 +444,15 @@ impl Core {
         self.server_index.insert(key.clone(), id);
         self.servers.insert(
             id,
-            ServerEntry {
+            Box::new(ServerEntry {
                 tx,
                 key,
-                request: msg,
+                request: Some(msg),
                 source,
                 leg: None,
                 peer_client: None,
                 to_tag,
-            },
+            }),
         );
         id
     }
@@ -453,7 +461,7 @@ impl Core {
         let Some((req, source)) = self
             .servers
             .get(&sid)
-            .map(|e| (e.request.clone(), e.source.clone()))
+            .and_then(|e| Some((e.request.clone()?, e.source.clone())))
         else {
             return;
         };
@@ -501,8 +509,8 @@ impl Core {
             call_id: req.call_id().unwrap_or_default().to_string(),
             local_tag,
             remote_tag: req.from_tag(),
-            local_uri: to.clone(),
-            remote_uri: from.clone(),
+            local_uri: to.to_string(),
+            remote_uri: from.to_string(),
             local_cseq: 0,
             remote_cseq: req.cseq().map(|c| c.0),
             remote_target: contact_uri(&req).unwrap_or_else(|| from.uri.clone()),
@@ -594,7 +602,7 @@ impl Core {
     }
 
     fn in_dialog_request(&mut self, sid: u64) {
-        let Some(req) = self.servers.get(&sid).map(|e| e.request.clone()) else {
+        let Some(req) = self.servers.get(&sid).and_then(|e| e.request.clone()) else {
             return;
         };
         let method = req.method().unwrap_or_default().to_string();
@@ -772,7 +780,9 @@ impl Core {
             }
             _ => return,
         }
-        let inv = c.tx.request();
+        let Some(inv) = c.tx.request() else {
+            return;
+        };
         let mut cancel = SipMessage::request("CANCEL", inv.request_uri().unwrap_or_default());
         if let Some(v) = inv.header_values("Via").first() {
             cancel.push_header("Via", *v);
@@ -934,16 +944,16 @@ impl Core {
         let Some(e) = self.servers.get(&sid) else {
             return;
         };
-        if !e.tx.awaits_final() {
+        let Some(req) = e.request.as_ref().filter(|_| e.tx.awaits_final()) else {
             return;
-        }
+        };
         let status = resp.status().unwrap_or(500);
         let reason_text = match &resp.start {
             crate::sip::StartLine::Response { reason, .. } => reason.clone(),
             _ => String::new(),
         };
-        let method = e.request.method().unwrap_or_default().to_string();
-        let mut out = response_to(&e.request, status, &reason_text, Some(&e.to_tag));
+        let method = req.method().unwrap_or_default().to_string();
+        let mut out = response_to(req, status, &reason_text, Some(&e.to_tag));
         let our_contact = sets_target(&method) && status < 300 && e.leg.is_some();
         if our_contact {
             let src = e.source.clone();
@@ -967,7 +977,10 @@ impl Core {
         let Some(e) = self.servers.get_mut(&sid) else {
             return;
         };
-        let mut r = response_to(&e.request, status, reason_text, Some(&e.to_tag));
+        let Some(req) = &e.request else {
+            return;
+        };
+        let mut r = response_to(req, status, reason_text, Some(&e.to_tag));
         if status == 503 {
             r.push_header("Retry-After", "5");
         }
@@ -983,6 +996,10 @@ impl Core {
         let actions = e.tx.send_response(r);
         if !actions.is_empty() {
             m::count_out(r);
+        }
+        if !e.tx.awaits_final() {
+            // The transaction may live 32 s more; it no longer needs the request.
+            e.request = None;
         }
         self.run_server(sid, actions);
     }
@@ -1037,7 +1054,7 @@ impl Core {
         self.client_index.insert((branch.clone(), is_cancel), id);
         self.clients.insert(
             id,
-            ClientEntry {
+            Box::new(ClientEntry {
                 tx,
                 branch,
                 kind,
@@ -1047,7 +1064,7 @@ impl Core {
                 transport_failed: false,
                 plugin: None,
                 ring_deadline: None,
-            },
+            }),
         );
         if self
             .clients
@@ -1075,6 +1092,8 @@ impl Core {
                 Action::Terminated => {
                     if let Some(e) = self.servers.remove(&id) {
                         self.server_index.remove(&e.key);
+                        shrink_if_sparse(&mut self.servers);
+                        shrink_if_sparse(&mut self.server_index);
                     }
                 }
                 Action::Deliver(_) => {}
@@ -1099,7 +1118,9 @@ impl Core {
                     if let Some(c) = self.clients.remove(&id) {
                         self.client_index
                             .remove(&(c.branch, c.kind == ClientKind::Cancel));
-                        if c.tx.request().method() == Some("INVITE") {
+                        shrink_if_sparse(&mut self.clients);
+                        shrink_if_sparse(&mut self.client_index);
+                        if c.tx.is_invite() {
                             self.forget_ack(c.leg);
                         }
                     }
@@ -1221,7 +1242,7 @@ impl Core {
             return;
         };
         let (kind, leg, origin, failed) = (c.kind, c.leg, c.origin, c.transport_failed);
-        let method = c.tx.request().method().unwrap_or_default().to_string();
+        let method = c.tx.method().to_string();
         warn!(%method, transport_failed = failed, "no response from {}", c.target);
         if kind == ClientKind::LocalBye {
             if let Some(l) = leg {
@@ -1286,7 +1307,9 @@ impl Core {
             debug!(leg = leg_id, call = leg.call, "leg released");
             if self.model.legs_of(leg.call).is_empty() {
                 info!(call = leg.call, "call ended");
-                if let Some(set) = self.call_plugins.remove(&leg.call) {
+                let set = self.call_plugins.remove(&leg.call);
+                shrink_if_sparse(&mut self.call_plugins);
+                if let Some(set) = set {
                     self.call_ended(&set, leg.call);
                 }
             }
@@ -1325,7 +1348,7 @@ impl Core {
 }
 
 fn is_invite_forward(kind: ClientKind, tx: &ClientTx) -> bool {
-    kind == ClientKind::Forward && tx.request().method() == Some("INVITE")
+    kind == ClientKind::Forward && tx.is_invite()
 }
 
 fn header(name: &str, value: impl Into<String>) -> crate::sip::Header {

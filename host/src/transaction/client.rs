@@ -15,12 +15,23 @@ pub enum ClientState {
     Terminated,
 }
 
+/// The request in flight: kept only until a final response arrives (it is
+/// needed for retransmissions, CANCEL and the ACK of a non-2xx). An INVITE
+/// transaction lives on for 64*T1 after its 2xx; holding a copy of every
+/// INVITE for those 32 s was most of the host's memory at high call rates.
+#[derive(Debug)]
+struct InFlight {
+    request: SipMessage,
+    wire: Bytes,
+}
+
 #[derive(Debug)]
 pub struct ClientTx {
     invite: bool,
     state: ClientState,
-    request: SipMessage,
-    wire: Bytes,
+    method: String,
+    offered: bool,
+    in_flight: Option<InFlight>,
     reliable: bool,
     interval: Duration,
     cfg: TimerConfig,
@@ -35,8 +46,12 @@ impl ClientTx {
         let tx = ClientTx {
             invite,
             state: ClientState::Calling,
-            request,
-            wire: wire.clone(),
+            method: request.method().unwrap_or_default().to_string(),
+            offered: !request.body.is_empty(),
+            in_flight: Some(InFlight {
+                request,
+                wire: wire.clone(),
+            }),
             reliable,
             interval: cfg.t1,
             cfg,
@@ -60,8 +75,28 @@ impl ClientTx {
         self.state
     }
 
-    pub fn request(&self) -> &SipMessage {
-        &self.request
+    /// The request, while no final response has arrived.
+    pub fn request(&self) -> Option<&SipMessage> {
+        self.in_flight.as_ref().map(|f| &f.request)
+    }
+
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    pub fn is_invite(&self) -> bool {
+        self.invite
+    }
+
+    /// Whether the request carried a body (an SDP offer, for INVITE).
+    pub fn offered(&self) -> bool {
+        self.offered
+    }
+
+    fn retransmit(&self) -> Option<Action> {
+        self.in_flight
+            .as_ref()
+            .map(|f| Action::Send(f.wire.clone()))
     }
 
     pub fn on_response(&mut self, resp: SipMessage) -> Vec<Action> {
@@ -76,6 +111,7 @@ impl ClientTx {
             }
             (true, Calling | Proceeding, 200..=299) => {
                 self.state = Accepted;
+                self.in_flight = None;
                 vec![
                     Action::Schedule(Timer::M, self.cfg.t64()),
                     Action::Deliver(resp),
@@ -85,7 +121,10 @@ impl ClientTx {
             (true, Accepted, 200..=299) => vec![Action::Deliver(resp)],
             (true, Calling | Proceeding, _) => {
                 self.state = Completed;
-                let ack = build_ack(&self.request, &resp).to_bytes();
+                let Some(f) = self.in_flight.take() else {
+                    return Vec::new();
+                };
+                let ack = build_ack(&f.request, &resp).to_bytes();
                 self.ack = Some(ack.clone());
                 let wait = if self.reliable {
                     Duration::ZERO
@@ -103,6 +142,7 @@ impl ClientTx {
             }
             (false, Calling | Proceeding, _) => {
                 self.state = Completed;
+                self.in_flight = None;
                 let wait = if self.reliable {
                     Duration::ZERO
                 } else {
@@ -119,10 +159,9 @@ impl ClientTx {
         match (timer, self.state) {
             (Timer::A, Calling) => {
                 self.interval *= 2;
-                vec![
-                    Action::Send(self.wire.clone()),
-                    Action::Schedule(Timer::A, self.interval),
-                ]
+                let mut a: Vec<Action> = self.retransmit().into_iter().collect();
+                a.push(Action::Schedule(Timer::A, self.interval));
+                a
             }
             (Timer::E, Calling | Proceeding) => {
                 self.interval = if self.state == Proceeding {
@@ -130,14 +169,14 @@ impl ClientTx {
                 } else {
                     (self.interval * 2).min(self.cfg.t2)
                 };
-                vec![
-                    Action::Send(self.wire.clone()),
-                    Action::Schedule(Timer::E, self.interval),
-                ]
+                let mut a: Vec<Action> = self.retransmit().into_iter().collect();
+                a.push(Action::Schedule(Timer::E, self.interval));
+                a
             }
             (Timer::B, Calling) | (Timer::F, Calling | Proceeding) => self.terminate_with_timeout(),
             (Timer::D | Timer::K, Completed) | (Timer::M, Accepted) => {
                 self.state = Terminated;
+                self.ack = None;
                 vec![Action::Terminated]
             }
             _ => Vec::new(),
@@ -155,6 +194,7 @@ impl ClientTx {
 
     fn terminate_with_timeout(&mut self) -> Vec<Action> {
         self.state = ClientState::Terminated;
+        self.in_flight = None;
         vec![Action::Timeout, Action::Terminated]
     }
 }

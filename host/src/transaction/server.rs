@@ -118,6 +118,7 @@ impl ServerTx {
         match self.state {
             ServerState::Completed => {
                 self.state = ServerState::Confirmed;
+                self.last_response = None;
                 let wait = if self.reliable {
                     Duration::ZERO
                 } else {
@@ -126,7 +127,9 @@ impl ServerTx {
                 vec![Action::Schedule(Timer::I, wait)]
             }
             ServerState::Accepted => {
+                // The 2xx is no longer retransmitted: nothing left to keep.
                 self.acked = true;
+                self.last_response = None;
                 Vec::new()
             }
             _ => Vec::new(),

@@ -308,3 +308,21 @@ async fn configured_t1_scales_every_timer() {
     assert_eq!(sim.saw(is_timeout), Some(6400));
     assert_eq!(&sim.send_times()[..5], &[0, 100, 300, 700, 1100]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn client_keeps_the_request_only_until_a_final_response() {
+    let mut sim = Sim::new();
+    let (mut tx, a) = ClientTx::start(req("INVITE"), false, TimerConfig::default());
+    sim.apply(a);
+    assert!(tx.request().is_some(), "needed for CANCEL while calling");
+    sim.apply(tx.on_response(resp(180, "INVITE")));
+    assert!(tx.request().is_some(), "needed for CANCEL while ringing");
+    sim.apply(tx.on_response(resp(200, "INVITE")));
+    assert!(tx.request().is_none(), "dropped for the 32 s of Timer M");
+    assert_eq!(tx.method(), "INVITE");
+    assert!(tx.is_invite() && !tx.offered());
+    sim.run_for(Duration::from_secs(40), |t| tx.on_timer(t))
+        .await;
+    assert_eq!(sim.send_times(), vec![0], "only the INVITE itself was sent");
+    assert_eq!(sim.saw(is_terminated), Some(32000), "Timer M");
+}
