@@ -42,6 +42,23 @@ pub struct Config {
     /// Plugins, called in this order.
     pub plugins: Vec<PluginConfig>,
     pub admin: AdminConfig,
+    pub memory: MemoryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// How often to check whether a burst of transactions is over, to hand
+    /// the memory it used back to the system (glibc only); 0 = never.
+    pub trim_check_ms: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            trim_check_ms: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -403,5 +420,6 @@ mod example_tests {
         assert_eq!(c.limits.max_calls, d.limits.max_calls);
         assert_eq!(c.shutdown.grace_ms, d.shutdown.grace_ms);
         assert_eq!(c.timers.c_ms, d.timers.c_ms);
+        assert_eq!(c.memory.trim_check_ms, d.memory.trim_check_ms);
     }
 }

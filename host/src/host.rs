@@ -16,6 +16,7 @@ pub struct HostHandle {
     transport: Transport,
     control: mpsc::Sender<Control>,
     join: JoinHandle<()>,
+    trimmer: Option<JoinHandle<()>>,
     pub stats: Arc<Stats>,
 }
 
@@ -45,11 +46,16 @@ pub async fn start(cfg: &Config) -> anyhow::Result<HostHandle> {
     let plugins = Arc::new(PluginSet::load(&cfg.plugins).context("loading plugins")?);
     let core = Core::new(settings, transport.clone(), stats.clone(), plugins);
     let join = tokio::spawn(core.run(ev_rx, control_rx));
+    let trimmer = (cfg.memory.trim_check_ms > 0).then(|| {
+        let every = Duration::from_millis(cfg.memory.trim_check_ms);
+        tokio::spawn(crate::memory::trim_after_bursts(stats.clone(), every))
+    });
     tracing::info!(udp = ?transport.udp_addrs(), tcp = ?transport.tcp_addrs(), core = %cfg.core_target(), "host started");
     Ok(HostHandle {
         transport,
         control,
         join,
+        trimmer,
         stats,
     })
 }
@@ -75,6 +81,9 @@ impl HostHandle {
             let _ = wait.await;
         }
         self.transport.shutdown();
+        if let Some(t) = &self.trimmer {
+            t.abort();
+        }
         let _ = self.join.await;
     }
 

@@ -14,6 +14,7 @@ pub mod dialog;
 pub mod forward;
 pub mod host;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod plugins;
 pub mod routing;

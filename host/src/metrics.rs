@@ -13,6 +13,7 @@ pub const PLUGIN_DISABLED: &str = "escalator_plugin_disabled";
 pub const PLUGIN_GENERATION: &str = "escalator_plugin_generation";
 pub const CALLS_ACTIVE: &str = "escalator_calls_active";
 pub const TRANSACTIONS_ACTIVE: &str = "escalator_transactions_active";
+pub const MEMORY_TRIMS: &str = "escalator_memory_trims_total";
 
 /// Label values are static strings, so counting a message allocates nothing.
 fn labels(msg: &SipMessage) -> (&'static str, &'static str, &'static str) {
