@@ -8,6 +8,7 @@ transaction-stateful proxy (kamailio.cfg), measured in the same run.
   python3 examples/load/load.py            # capacity ramp + latency, all targets
   python3 examples/load/load.py --memory 10000 --memory 100000
   python3 examples/load/load.py --escalation 200   # calls that all escalate
+  python3 examples/load/load.py --latency 2750     # per-hop latency only, at one rate
 
 Every SIPp run is bounded (-m calls, -timeout) and everything stays on
 127.0.0.0/8: client 127.0.0.1, host 127.0.0.2, core (uas) 127.0.0.3,
@@ -25,12 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, "target", "release", "escalator")
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT, HOST, CORE, KAM = "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"
 WORK = tempfile.mkdtemp(prefix="escalator-load-")
+PIN = False  # --pin: latency runs with the target alone on CPU 1
+METRICS = {}  # escalator address -> its metrics endpoint
 CHILDREN = []
 
 
@@ -84,6 +88,7 @@ def start_escalator(transport, uas_port, plugin=False, uas_extra_core=None):
         f'[listen]\nudp = ["{HOST}:{host_port}"]\ntcp = ["{HOST}:{host_port}"]\n'
         f'[core]\naddress = "{CORE}:{uas_port}"\ntransport = "{transport}"\nsources = ["{CORE}"]\n'
         f'[log]\nlevel = "error"\n[shutdown]\ngrace_ms = 200\n'
+        f'[metrics]\nlisten = "{HOST}:{host_port + 1000}"\n'
     )
     if plugin:
         text += (f'[[plugins]]\npath = "builtin:escalation"\n[plugins.config]\n'
@@ -92,7 +97,23 @@ def start_escalator(transport, uas_port, plugin=False, uas_extra_core=None):
         f.write(text)
     p = spawn([BIN, "run", "--config", cfg])
     time.sleep(0.5)
+    METRICS[f"{HOST}:{host_port}"] = f"http://{HOST}:{host_port + 1000}/metrics"
     return p, f"{HOST}:{host_port}"
+
+
+def handling_quantiles(addr):
+    """The host's own p50/p99 from receiving a message to having handled it
+    (escalator_inbound_handling_seconds, over the exporter's window), in ms."""
+    url = METRICS.get(addr)
+    if not url:
+        return float("nan"), float("nan")
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError:
+        return float("nan"), float("nan")
+    q = dict(re.findall(r'escalator_inbound_handling_seconds\{quantile="([0-9.]+)"\} ([0-9.e+-]+)', text))
+    get = lambda k: float(q[k]) * 1000 if k in q else float("nan")
+    return get("0.5"), get("0.99")
 
 
 def start_kamailio(transport, uas_port):
@@ -104,11 +125,11 @@ def start_kamailio(transport, uas_port):
     return p, f"{KAM}:{k_port}"
 
 
-def run_uac(target, transport, rate, calls, scenario=None, extra=()):
+def run_uac(target, transport, rate, calls, scenario=None, extra=(), cpus=None):
     """Returns successful, failed, elapsed seconds."""
     tag = f"uac-{port()}"
     stats = os.path.join(WORK, f"{tag}.csv")
-    args = ["sipp", target, "-i", CLIENT, "-p", str(port()), "-t", mode(transport), "-nostdin",
+    args = (["taskset", "-c", cpus] if cpus else []) + ["sipp", target, "-i", CLIENT, "-p", str(port()), "-t", mode(transport), "-nostdin",
             "-r", str(rate), "-m", str(calls), "-l", str(max(1000, rate * 4)),
             "-timeout", "120s", "-timeout_error", "-trace_stat", "-fd", "1", "-stf", stats, *extra]
     args += ["-sf", scenario or os.path.join(HERE, "uac.xml")]
@@ -165,21 +186,47 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def latency(target, transport, rate, seconds=4):
+def set_cpus(pids, cpus):
+    for pid in pids:
+        subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+
+
+def target_pids(proc):
+    """The target's processes: Kamailio forks its workers."""
+    kids = subprocess.run(["pgrep", "-f", f"kamailio.*{HERE}"], capture_output=True, text=True).stdout.split()
+    return [proc.pid] + [int(k) for k in kids if int(k) != proc.pid] if kids else [proc.pid]
+
+
+def latency(target, transport, rate, seconds=4, pin=None):
     """Per-hop delay from kernel timestamps on lo: INVITE in -> INVITE out and
     200 in -> 200 out, paired by the X-Call header and the Call-ID mapping
-    (a B2BUA changes Call-IDs, a proxy does not). UDP only."""
+    (a B2BUA changes Call-IDs, a proxy does not). UDP only.
+
+    pin = (target processes, uas process): the target gets CPU 1 to itself,
+    SIPp and the capture share CPU 0, so the delay measured is the target's
+    rather than the scheduler's (with everything on both cores, a datagram
+    often waits for a CPU that SIPp holds)."""
     ip = target.split(":")[0]
     pcap = os.path.join(WORK, f"lat-{port()}.pcap")
-    cap = spawn(["tshark", "-i", "lo", "-f", f"udp and host {ip}", "-w", pcap, "-q"])
+    gen_cpus = None
+    if pin:
+        procs, uas = pin
+        set_cpus(procs, "1")
+        set_cpus([uas.pid], "0")
+        gen_cpus = "0"
+    cap = spawn((["taskset", "-c", gen_cpus] if gen_cpus else []) +
+                ["tshark", "-i", "lo", "-f", f"udp and host {ip}", "-w", pcap, "-q"])
     for _ in range(100):
         if os.path.exists(pcap) and os.path.getsize(pcap) > 0:
             break
         time.sleep(0.1)
     time.sleep(0.5)
-    _, failed, _ = run_uac(target, transport, rate, rate * seconds)
+    _, failed, _ = run_uac(target, transport, rate, rate * seconds, cpus=gen_cpus)
     time.sleep(0.5)
     stop(cap)
+    if pin:
+        set_cpus([pin[1].pid], "0-1")
     out = subprocess.run(["tshark", "-r", pcap, "-Y", "sip", "-T", "fields", "-E", "separator=/t",
                           "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ip.dst", "-e", "sip.Method",
                           "-e", "sip.Status-Code", "-e", "sip.CSeq.method", "-e", "sip.Call-ID",
@@ -204,41 +251,66 @@ def latency(target, transport, rate, seconds=4):
             if call_b in ok_in and call_a in ok_out:
                 hop_ok.append((ok_out[call_a] - ok_in[call_b]) * 1000)
     both = hop_invite + hop_ok
-    return percentile(both, 0.5), percentile(both, 0.99), failed, len(hop_invite)
+    return percentile(both, 0.5), percentile(both, 0.99), failed, len(hop_invite), handling_quantiles(target)
 
 
 def capacity(transports):
     results = []
     for transport in transports:
         uas, uas_port = start_uas(transport)
-        targets = []
-        host, host_addr = start_escalator(transport, uas_port)
-        targets.append(("escalator", host, host_addr))
-        host_p, host_p_addr = start_escalator(transport, uas_port, plugin=True)
-        targets.append(("escalator + escalation plugin", host_p, host_p_addr))
-        kam, kam_addr = start_kamailio(transport, uas_port)
-        targets.append(("kamailio (tm proxy)", kam, kam_addr))
-        for name, proc, addr in targets:
+        # Each escalator is restarted after its ramp, so the latency run (and
+        # its handling-time summary) does not see the overloaded steps.
+        targets = [
+            ("escalator", lambda: start_escalator(transport, uas_port)),
+            ("escalator + escalation plugin", lambda: start_escalator(transport, uas_port, plugin=True)),
+            ("kamailio (tm proxy)", lambda: start_kamailio(transport, uas_port)),
+        ]
+        for name, start in targets:
+            proc, addr = start()
             max_rate = ramp(addr, transport)
             half = max(50, max_rate // 2)
+            nan = float("nan")
+            p50 = p99 = nan
+            own = (nan, nan)
+            lat_failed = pairs = 0
             if transport == "udp":
-                p50, p99, lat_failed, pairs = latency(addr, transport, half)
-            else:
-                p50 = p99 = float("nan")
-                lat_failed = pairs = 0
-            results.append((transport, name, max_rate, half, p50, p99, lat_failed, pairs))
+                if name.startswith("escalator"):
+                    stop(proc)
+                    proc, addr = start()
+                p50, p99, lat_failed, pairs, own = latency(addr, transport, half,
+                                                           pin=(target_pids(proc), uas) if PIN else None)
+            results.append((transport, name, max_rate, half, p50, p99, own, lat_failed, pairs))
             print(f"{transport} {name}: max {max_rate} calls/s with 0 failed; per-hop delay at {half}/s "
-                  f"p50 {p50:.3f} ms p99 {p99:.3f} ms ({pairs} INVITEs paired, {lat_failed} failed)", flush=True)
+                  f"p50 {p50:.3f} ms p99 {p99:.3f} ms; own handling p50 {own[0]:.3f} ms p99 {own[1]:.3f} ms "
+                  f"({pairs} INVITEs paired, {lat_failed} failed)", flush=True)
             stop(proc)
         stop(uas)
-    print("\n| transport | target | max calls/s, 0 failed | latency run calls/s | per-hop p50 ms | per-hop p99 ms |")
-    print("|---|---|---|---|---|---|")
+    print("\n| transport | target | max calls/s, 0 failed | latency run calls/s | per-hop p50 ms | per-hop p99 ms "
+          "| own handling p50 ms | own handling p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.3f} | {r[5]:.3f} |")
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.3f} | {r[5]:.3f} | {r[6][0]:.3f} | {r[6][1]:.3f} |")
     for transport in transports:
         rows = {r[1]: r for r in results if r[0] == transport}
         e, k, p = rows["escalator"][2], rows["kamailio (tm proxy)"][2], rows["escalator + escalation plugin"][2]
         print(f"{transport}: escalator / kamailio = {e / k:.2f}; with plugin / without = {p / e:.2f}")
+
+
+def latency_only(rate):
+    """Per-hop latency of each target at one fixed rate, e.g. half of a
+    maximum found earlier; each target gets a warm-up run first."""
+    uas, uas_port = start_uas("udp")
+    targets = [("escalator",) + start_escalator("udp", uas_port),
+               ("escalator + escalation plugin",) + start_escalator("udp", uas_port, plugin=True),
+               ("kamailio (tm proxy)",) + start_kamailio("udp", uas_port)]
+    for name, proc, addr in targets:
+        run_uac(addr, "udp", rate, rate * 2)
+        p50, p99, failed, pairs, own = latency(addr, "udp", rate, pin=(target_pids(proc), uas) if PIN else None)
+        print(f"udp {name}: per-hop delay at {rate}/s p50 {p50:.3f} ms p99 {p99:.3f} ms; "
+              f"own handling p50 {own[0]:.3f} ms p99 {own[1]:.3f} ms "
+              f"({pairs} INVITEs paired, {failed} failed)", flush=True)
+        stop(proc)
+    stop(uas)
 
 
 def rss_kib(pid):
@@ -302,7 +374,13 @@ def main():
     ap.add_argument("--transport", action="append", choices=["udp", "tcp"])
     ap.add_argument("--memory", action="append", type=int, metavar="CALLS")
     ap.add_argument("--escalation", type=int, metavar="CALLS")
+    ap.add_argument("--pin", action="store_true",
+                    help="latency runs: the target alone on CPU 1, SIPp and tshark on CPU 0")
+    ap.add_argument("--latency", type=int, metavar="RATE",
+                    help="only the per-hop latency of every target at this rate (UDP)")
     args = ap.parse_args()
+    global PIN
+    PIN = args.pin
     signal.signal(signal.SIGTERM, cleanup)
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} missing: cargo build --release -p escalator-host")
@@ -312,6 +390,8 @@ def main():
                 memory(n)
         elif args.escalation:
             escalation_load(args.escalation)
+        elif args.latency:
+            latency_only(args.latency)
         else:
             capacity(args.transport or ["udp", "tcp"])
     finally:

@@ -112,6 +112,15 @@ fn run_serves_metrics_and_stops_on_sigterm() {
     let page = http_get(metrics, "/metrics").expect("metrics endpoint");
     assert!(page.contains("escalator_sip_parse_errors_total"), "{page}");
     assert!(page.contains("escalator_sip_messages_out_total"), "{page}");
+    let handled = page
+        .lines()
+        .find(|l| l.starts_with("escalator_inbound_handling_seconds_count"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        handled.is_some_and(|n| n >= 1),
+        "every handled message is timed: {page}"
+    );
 
     let pid = child.id().to_string();
     assert!(Command::new("kill")

@@ -270,8 +270,16 @@ impl Core {
 
     fn on_inbound(&mut self, inbound: Inbound) {
         let Inbound {
-            source, message, ..
+            source,
+            message,
+            received,
+            ..
         } = inbound;
+        self.handle_inbound(source, message);
+        metrics::histogram!(m::INBOUND_HANDLING).record(received.elapsed().as_secs_f64());
+    }
+
+    fn handle_inbound(&mut self, source: Target, message: Result<SipMessage, InboundError>) {
         match message {
             Ok(msg) if msg.is_request() => {
                 m::count_in(&msg);

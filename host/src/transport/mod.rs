@@ -87,6 +87,8 @@ pub struct Inbound {
     pub source: Target,
     pub local: SocketAddr,
     pub message: Result<SipMessage, InboundError>,
+    /// When the bytes were read from the socket, before parsing.
+    pub received: std::time::Instant,
 }
 
 #[derive(Debug)]

@@ -137,6 +137,7 @@ async fn run_connection(
             },
             _ = shared.cancel.cancelled() => break,
         };
+        let received = std::time::Instant::now();
         framer.push(&buf[..n]);
         loop {
             let message = match framer.next_message() {
@@ -148,6 +149,7 @@ async fn run_connection(
                         source: source.clone(),
                         local,
                         message: Err(framing_error(e)),
+                        received,
                     });
                     let _ = shared.events.send(ev).await;
                     break 'read;
@@ -157,6 +159,7 @@ async fn run_connection(
                 source: source.clone(),
                 local,
                 message,
+                received,
             });
             if shared.events.send(ev).await.is_err() {
                 break 'read;

@@ -21,6 +21,7 @@ pub(super) async fn receive_loop(
             },
             _ = shared.cancel.cancelled() => return,
         };
+        let received = std::time::Instant::now();
         let data = &buf[..n];
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             continue; // keep-alive
@@ -34,10 +35,15 @@ pub(super) async fn receive_loop(
             },
             local,
             message,
+            received,
         });
         if shared.events.send(ev).await.is_err() {
             return;
         }
+        // Let the core handle it now: a receive loop with datagrams waiting
+        // would otherwise keep its worker for a whole scheduling budget
+        // (up to 128 datagrams), and the core would wait behind it.
+        tokio::task::yield_now().await;
     }
 }
 
