@@ -194,8 +194,8 @@ def set_cpus(pids, cpus):
 
 def target_pids(proc):
     """The target's processes: Kamailio forks its workers."""
-    kids = subprocess.run(["pgrep", "-f", f"kamailio.*{HERE}"], capture_output=True, text=True).stdout.split()
-    return [proc.pid] + [int(k) for k in kids if int(k) != proc.pid] if kids else [proc.pid]
+    kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    return [proc.pid] + [int(k) for k in kids]
 
 
 def latency(target, transport, rate, seconds=4, pin=None):
@@ -226,7 +226,7 @@ def latency(target, transport, rate, seconds=4, pin=None):
     time.sleep(0.5)
     stop(cap)
     if pin:
-        set_cpus([pin[1].pid], "0-1")
+        set_cpus([pin[1].pid], f"0-{os.cpu_count() - 1}")
     out = subprocess.run(["tshark", "-r", pcap, "-Y", "sip", "-T", "fields", "-E", "separator=/t",
                           "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ip.dst", "-e", "sip.Method",
                           "-e", "sip.Status-Code", "-e", "sip.CSeq.method", "-e", "sip.Call-ID",
@@ -254,18 +254,22 @@ def latency(target, transport, rate, seconds=4, pin=None):
     return percentile(both, 0.5), percentile(both, 0.99), failed, len(hop_invite), handling_quantiles(target)
 
 
+def target_starters(transport, uas_port):
+    """(name, start) for each target; start() returns (process, address)."""
+    return [
+        ("escalator", lambda: start_escalator(transport, uas_port)),
+        ("escalator + escalation plugin", lambda: start_escalator(transport, uas_port, plugin=True)),
+        ("kamailio (tm proxy)", lambda: start_kamailio(transport, uas_port)),
+    ]
+
+
 def capacity(transports):
     results = []
     for transport in transports:
         uas, uas_port = start_uas(transport)
         # Each escalator is restarted after its ramp, so the latency run (and
         # its handling-time summary) does not see the overloaded steps.
-        targets = [
-            ("escalator", lambda: start_escalator(transport, uas_port)),
-            ("escalator + escalation plugin", lambda: start_escalator(transport, uas_port, plugin=True)),
-            ("kamailio (tm proxy)", lambda: start_kamailio(transport, uas_port)),
-        ]
-        for name, start in targets:
+        for name, start in target_starters(transport, uas_port):
             proc, addr = start()
             max_rate = ramp(addr, transport)
             half = max(50, max_rate // 2)
@@ -300,10 +304,8 @@ def latency_only(rate):
     """Per-hop latency of each target at one fixed rate, e.g. half of a
     maximum found earlier; each target gets a warm-up run first."""
     uas, uas_port = start_uas("udp")
-    targets = [("escalator",) + start_escalator("udp", uas_port),
-               ("escalator + escalation plugin",) + start_escalator("udp", uas_port, plugin=True),
-               ("kamailio (tm proxy)",) + start_kamailio("udp", uas_port)]
-    for name, proc, addr in targets:
+    for name, start in target_starters("udp", uas_port):
+        proc, addr = start()
         run_uac(addr, "udp", rate, rate * 2)
         p50, p99, failed, pairs, own = latency(addr, "udp", rate, pin=(target_pids(proc), uas) if PIN else None)
         print(f"udp {name}: per-hop delay at {rate}/s p50 {p50:.3f} ms p99 {p99:.3f} ms; "

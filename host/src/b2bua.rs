@@ -100,7 +100,7 @@ impl CallModel {
         self.next_leg += 1;
         let id = self.next_leg;
         leg.id = id;
-        let hash = dialog_hash(&self.dialog_hasher, &leg.dialog);
+        let hash = leg_hash(&self.dialog_hasher, &leg);
         self.calls.entry(leg.call).or_default().push(id);
         self.legs.insert(id, Box::new(leg));
         let rehash = rehasher(&self.legs, &self.dialog_hasher);
@@ -117,7 +117,7 @@ impl CallModel {
     }
 
     pub fn find(&self, call_id: &str, local_tag: &str) -> Option<LegId> {
-        let hash = self.dialog_hasher.hash_one((call_id, local_tag));
+        let hash = dialog_hash(&self.dialog_hasher, call_id, local_tag);
         self.by_dialog
             .find(hash, |id| {
                 self.legs
@@ -155,7 +155,7 @@ impl CallModel {
     /// Remove a leg; its partner stays, unpaired. Returns the removed leg.
     pub fn release(&mut self, id: LegId) -> Option<Leg> {
         let leg = *self.legs.remove(&id)?;
-        let hash = dialog_hash(&self.dialog_hasher, &leg.dialog);
+        let hash = leg_hash(&self.dialog_hasher, &leg);
         if let Ok(entry) = self.by_dialog.find_entry(hash, |other| *other == id) {
             entry.remove();
         }
@@ -195,8 +195,13 @@ impl CallModel {
     }
 }
 
-fn dialog_hash(hasher: &RandomState, d: &Dialog) -> u64 {
-    hasher.hash_one((d.call_id.as_str(), d.local_tag.as_str()))
+/// The one hash of the dialog index, for lookups and for the legs in it.
+fn dialog_hash(hasher: &RandomState, call_id: &str, local_tag: &str) -> u64 {
+    hasher.hash_one((call_id, local_tag))
+}
+
+fn leg_hash(hasher: &RandomState, leg: &Leg) -> u64 {
+    dialog_hash(hasher, &leg.dialog.call_id, &leg.dialog.local_tag)
 }
 
 /// What the dialog index needs to move its entries when it resizes.
@@ -204,7 +209,7 @@ fn rehasher<'a>(
     legs: &'a HashMap<LegId, Box<Leg>>,
     hasher: &'a RandomState,
 ) -> impl Fn(&LegId) -> u64 + 'a {
-    move |id| legs.get(id).map_or(0, |l| dialog_hash(hasher, &l.dialog))
+    move |id| legs.get(id).map_or(0, |l| leg_hash(hasher, l))
 }
 
 #[cfg(test)]

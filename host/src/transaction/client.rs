@@ -93,10 +93,17 @@ impl ClientTx {
         self.offered
     }
 
-    fn retransmit(&self) -> Option<Action> {
-        self.in_flight
+    /// Re-send the request (while it is still held) and re-arm `timer`
+    /// with the current interval.
+    fn retransmit(&self, timer: Timer) -> Vec<Action> {
+        let mut a: Vec<Action> = self
+            .in_flight
             .as_ref()
             .map(|f| Action::Send(f.wire.clone()))
+            .into_iter()
+            .collect();
+        a.push(Action::Schedule(timer, self.interval));
+        a
     }
 
     pub fn on_response(&mut self, resp: SipMessage) -> Vec<Action> {
@@ -159,9 +166,7 @@ impl ClientTx {
         match (timer, self.state) {
             (Timer::A, Calling) => {
                 self.interval *= 2;
-                let mut a: Vec<Action> = self.retransmit().into_iter().collect();
-                a.push(Action::Schedule(Timer::A, self.interval));
-                a
+                self.retransmit(Timer::A)
             }
             (Timer::E, Calling | Proceeding) => {
                 self.interval = if self.state == Proceeding {
@@ -169,9 +174,7 @@ impl ClientTx {
                 } else {
                     (self.interval * 2).min(self.cfg.t2)
                 };
-                let mut a: Vec<Action> = self.retransmit().into_iter().collect();
-                a.push(Action::Schedule(Timer::E, self.interval));
-                a
+                self.retransmit(Timer::E)
             }
             (Timer::B, Calling) | (Timer::F, Calling | Proceeding) => self.terminate_with_timeout(),
             (Timer::D | Timer::K, Completed) | (Timer::M, Accepted) => {
