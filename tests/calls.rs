@@ -420,3 +420,39 @@ async fn refer_notify_and_update_are_relayed_in_dialog() -> R {
     assert!(rig.wait_calls(1).await, "the call is still up");
     Ok(())
 }
+
+#[tokio::test]
+async fn calls_spread_over_the_shards_and_each_one_completes() -> R {
+    let mut rig = Rig::new(Proto::Udp, Proto::Udp).await;
+    let mut calls = Vec::new();
+    for _ in 0..40 {
+        calls.push(rig.establish().await?);
+    }
+    assert!(rig.wait_calls(40).await);
+    let per_shard = rig.host.stats.calls_per_shard();
+    assert_eq!(per_shard.len(), 3, "the rig runs 3 shards");
+    assert!(per_shard.iter().all(|n| *n > 0), "{per_shard:?}");
+    // Leg B's Call-ID names the shard that holds the call.
+    let mut marked = vec![0; 3];
+    for c in &calls {
+        let call_id = c.b_invite.call_id().unwrap_or_default();
+        let shard: usize = call_id
+            .strip_suffix("@escalator")
+            .and_then(|s| s.rsplit_once("-s"))
+            .and_then(|(_, n)| n.parse().ok())
+            .expect("leg B Call-ID carries its shard");
+        marked[shard] += 1;
+    }
+    assert_eq!(marked, per_shard);
+    for c in &mut calls {
+        let bye = c.a.request(&rig.alice, "BYE", None);
+        rig.alice.send(rig.host_for_alice, &bye);
+        let (bye_b, _) = rig.bob.expect_request("BYE").await?;
+        assert_eq!(bye_b.call_id(), c.b_invite.call_id());
+        rig.bob
+            .send(c.host, &rig.bob.reply(&bye_b, 200, &c.b.local_tag, None));
+        rig.alice.expect_response(200).await?;
+    }
+    assert!(rig.wait_calls(0).await);
+    Ok(())
+}

@@ -34,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT, HOST, CORE, KAM = "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"
 WORK = tempfile.mkdtemp(prefix="escalator-load-")
 PIN = False  # --pin: latency runs with the target alone on CPU 1
+SHARDS = 0  # --shards: the host's runtime.shards (0 = one per CPU)
 METRICS = {}  # escalator address -> its metrics endpoint
 CHILDREN = []
 
@@ -89,6 +90,7 @@ def start_escalator(transport, uas_port, plugin=False, uas_extra_core=None):
         f'[core]\naddress = "{CORE}:{uas_port}"\ntransport = "{transport}"\nsources = ["{CORE}"]\n'
         f'[log]\nlevel = "error"\n[shutdown]\ngrace_ms = 200\n'
         f'[metrics]\nlisten = "{HOST}:{host_port + 1000}"\n'
+        f'[runtime]\nshards = {SHARDS}\n'
     )
     if plugin:
         text += (f'[[plugins]]\npath = "builtin:escalation"\n[plugins.config]\n'
@@ -315,6 +317,23 @@ def latency_only(rate):
     stop(uas)
 
 
+def fixed_rate(rate, repeat, transport):
+    """Whether each target passes `rate` (3 s of calls, 0 failed), `repeat`
+    times, targets taking turns: finer than the ramp's steps."""
+    uas, uas_port = start_uas(transport)
+    passed = {}
+    for _ in range(repeat):
+        for name, start in target_starters(transport, uas_port):
+            proc, addr = start()
+            ok = passes(addr, transport, rate)
+            stop(proc)
+            passed.setdefault(name, []).append(ok)
+            print(f"{transport} {name} at {rate}/s: {'pass' if ok else 'FAIL'}", flush=True)
+    stop(uas)
+    for name, runs in passed.items():
+        print(f"{transport} {name}: passed {sum(runs)} of {len(runs)} runs at {rate}/s")
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -380,9 +399,15 @@ def main():
                     help="latency runs: the target alone on CPU 1, SIPp and tshark on CPU 0")
     ap.add_argument("--latency", type=int, metavar="RATE",
                     help="only the per-hop latency of every target at this rate (UDP)")
+    ap.add_argument("--check", type=int, metavar="RATE",
+                    help="only whether each target passes this fixed rate, --repeat times")
+    ap.add_argument("--repeat", type=int, default=3, metavar="N")
+    ap.add_argument("--shards", type=int, default=0, metavar="N",
+                    help="the host's runtime.shards (default 0: one per CPU)")
     args = ap.parse_args()
-    global PIN
+    global PIN, SHARDS
     PIN = args.pin
+    SHARDS = args.shards
     signal.signal(signal.SIGTERM, cleanup)
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} missing: cargo build --release -p escalator-host")
@@ -394,6 +419,9 @@ def main():
             escalation_load(args.escalation)
         elif args.latency:
             latency_only(args.latency)
+        elif args.check:
+            for transport in args.transport or ["udp"]:
+                fixed_rate(args.check, args.repeat, transport)
         else:
             capacity(args.transport or ["udp", "tcp"])
     finally:

@@ -44,7 +44,7 @@ fn forward_invite(raw: &[u8]) -> Bytes {
     };
     let local = "10.0.0.2:5060".parse().unwrap();
     let mut leg_b = Dialog {
-        call_id: new_call_id(),
+        call_id: new_call_id(0),
         local_tag: new_tag(),
         remote_tag: None,
         local_uri: req

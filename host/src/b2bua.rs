@@ -4,6 +4,7 @@
 
 use crate::compaction::shrink_if_sparse;
 use crate::dialog::Dialog;
+use crate::shard::IdSeq;
 use hashbrown::HashTable;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -76,8 +77,8 @@ pub struct CallModel {
     by_dialog: HashTable<LegId>,
     dialog_hasher: RandomState,
     calls: HashMap<CallRef, Vec<LegId>>,
-    next_leg: LegId,
-    next_call: CallRef,
+    leg_ids: IdSeq,
+    call_ids: IdSeq,
 }
 
 impl std::fmt::Debug for CallModel {
@@ -90,15 +91,24 @@ impl std::fmt::Debug for CallModel {
 }
 
 impl CallModel {
+    /// The model of core shard `shard` of `shards`: its call and leg ids
+    /// are unique across shards.
+    pub fn for_shard(shard: usize, shards: usize) -> CallModel {
+        CallModel {
+            leg_ids: IdSeq::new(shard, shards),
+            call_ids: IdSeq::new(shard, shards),
+            ..CallModel::default()
+        }
+    }
+
     pub fn new_call(&mut self) -> CallRef {
-        self.next_call += 1;
-        self.calls.insert(self.next_call, Vec::new());
-        self.next_call
+        let call = self.call_ids.next_id();
+        self.calls.insert(call, Vec::new());
+        call
     }
 
     pub fn add_leg(&mut self, mut leg: Leg) -> LegId {
-        self.next_leg += 1;
-        let id = self.next_leg;
+        let id = self.leg_ids.next_id();
         leg.id = id;
         let hash = leg_hash(&self.dialog_hasher, &leg);
         self.calls.entry(leg.call).or_default().push(id);

@@ -43,6 +43,15 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     pub admin: AdminConfig,
     pub memory: MemoryConfig,
+    pub runtime: RuntimeConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Core shards: calls are spread over this many core tasks by Call-ID,
+    /// so signalling work runs on every CPU. 0 = one per CPU.
+    pub shards: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -282,10 +291,25 @@ impl Config {
                 });
             }
         }
+        if self.runtime.shards > crate::shard::MAX_SHARDS {
+            return Err(invalid(
+                "runtime.shards",
+                format!("must be at most {}", crate::shard::MAX_SHARDS),
+            ));
+        }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return Err(invalid("log.format", "must be \"human\" or \"json\""));
         }
         Ok(())
+    }
+
+    /// `runtime.shards`, with 0 resolved to the number of CPUs.
+    pub fn shard_count(&self) -> usize {
+        match self.runtime.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .clamp(1, crate::shard::MAX_SHARDS)
     }
 
     pub fn core_proto(&self) -> Result<Proto, ConfigError> {
@@ -380,6 +404,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("core.sources"), "{e}");
+        let e = Config::parse("[runtime]\nshards = 100000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("runtime.shards"), "{e}");
+    }
+
+    #[test]
+    fn shards_default_to_one_per_cpu() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(Config::default().shard_count(), cpus.min(256));
+        let c = Config::parse("[runtime]\nshards = 3\n").unwrap();
+        assert_eq!(c.shard_count(), 3);
     }
 
     #[test]

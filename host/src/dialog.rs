@@ -31,13 +31,14 @@ impl Dialog {
     /// A dialog the host originates (a leg it sends the INVITE on): new
     /// Call-ID and tag, CSeq starting at 1, no remote tag yet.
     pub fn originating(
+        call_id: String,
         local_uri: NameAddr,
         remote_uri: NameAddr,
         remote_target: String,
         dest: Target,
     ) -> Dialog {
         Dialog {
-            call_id: new_call_id(),
+            call_id,
             local_tag: new_tag(),
             remote_tag: None,
             local_uri: local_uri.to_string(),
@@ -137,8 +138,9 @@ pub fn new_tag() -> String {
     random_token(12)
 }
 
-pub fn new_call_id() -> String {
-    format!("{}@escalator", random_token(24))
+/// A fresh Call-ID for a dialog the host originates on core `shard`.
+pub fn new_call_id(shard: usize) -> String {
+    crate::shard::call_id_on_shard(&random_token(20), shard)
 }
 
 /// Branches we generate carry the RFC 3261 magic cookie.
@@ -214,6 +216,6 @@ mod tests {
         let b = new_branch();
         assert!(b.starts_with("z9hG4bK"));
         assert_ne!(new_tag(), new_tag());
-        assert!(new_call_id().ends_with("@escalator"));
+        assert!(new_call_id(3).ends_with("-s3@escalator"));
     }
 }

@@ -1,10 +1,12 @@
-//! Starting and stopping a host: transports, core task, control channel.
+//! Starting and stopping a host: transports, the core's shards, their
+//! control channels.
 
 use crate::config::Config;
-use crate::core::{Control, Core, CoreSettings, Stats};
+use crate::core::{Control, Core, CoreSettings, ShardSlot, ShardStatus, Stats};
 use crate::plugins::PluginSet;
 use crate::routing::Router;
-use crate::transport::Transport;
+use crate::shard::ShardMap;
+use crate::transport::{CoreInbox, Transport};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use tokio::task::JoinHandle;
 
 pub struct HostHandle {
     transport: Transport,
-    control: mpsc::Sender<Control>,
-    join: JoinHandle<()>,
+    /// One per shard, in shard order.
+    control: Vec<mpsc::Sender<Control>>,
+    shards: Vec<JoinHandle<()>>,
     trimmer: Option<JoinHandle<()>>,
     pub stats: Arc<Stats>,
 }
@@ -23,38 +26,54 @@ pub struct HostHandle {
 /// Bind the configured addresses and start the core.
 pub async fn start(cfg: &Config) -> anyhow::Result<HostHandle> {
     cfg.validate()?;
-    let (ev_tx, ev_rx) = mpsc::channel(16 * 1024);
+    let count = cfg.shard_count();
+    let (queues, inboxes): (Vec<_>, Vec<_>) = (0..count)
+        .map(|_| mpsc::channel(16 * 1024 / count.min(16)))
+        .unzip();
     let transport = Transport::bind(
         &cfg.listen.udp,
         &cfg.listen.tcp,
         cfg.transport_limits(),
-        ev_tx,
+        CoreInbox::sharded(queues, ShardMap::new(count)),
     )
     .await
     .context("starting transports")?;
-    let settings = CoreSettings {
-        timers: cfg.timer_config(),
-        timer_c: cfg.timer_c(),
-        router: Router {
-            core: cfg.core_target(),
-            sources: cfg.core_sources()?,
-        },
-        max_calls: cfg.limits.max_calls,
-    };
-    let stats = Arc::new(Stats::default());
-    let (control, control_rx) = mpsc::channel(4);
+    let sources = cfg.core_sources()?;
+    let stats = Arc::new(Stats::new(count));
     let plugins = Arc::new(PluginSet::load(&cfg.plugins).context("loading plugins")?);
-    let core = Core::new(settings, transport.clone(), stats.clone(), plugins);
-    let join = tokio::spawn(core.run(ev_rx, control_rx));
+    let mut control = Vec::with_capacity(count);
+    let mut shards = Vec::with_capacity(count);
+    for (index, inbox) in inboxes.into_iter().enumerate() {
+        let settings = CoreSettings {
+            timers: cfg.timer_config(),
+            timer_c: cfg.timer_c(),
+            router: Router {
+                core: cfg.core_target(),
+                sources: sources.clone(),
+            },
+            max_calls: cfg.limits.max_calls,
+        };
+        let slot = ShardSlot { index, count };
+        let core = Core::new(
+            settings,
+            transport.clone(),
+            stats.clone(),
+            plugins.clone(),
+            slot,
+        );
+        let (tx, rx) = mpsc::channel(4);
+        control.push(tx);
+        shards.push(tokio::spawn(core.run(inbox, rx)));
+    }
     let trimmer = (cfg.memory.trim_check_ms > 0).then(|| {
         let every = Duration::from_millis(cfg.memory.trim_check_ms);
         tokio::spawn(crate::memory::trim_after_bursts(stats.clone(), every))
     });
-    tracing::info!(udp = ?transport.udp_addrs(), tcp = ?transport.tcp_addrs(), core = %cfg.core_target(), "host started");
+    tracing::info!(udp = ?transport.udp_addrs(), tcp = ?transport.tcp_addrs(), core = %cfg.core_target(), shards = count, "host started");
     Ok(HostHandle {
         transport,
         control,
-        join,
+        shards,
         trimmer,
         stats,
     })
@@ -71,20 +90,19 @@ impl HostHandle {
 
     /// Refuse new calls, let open transactions finish within `grace`, stop.
     pub async fn shutdown(self, grace: Duration) {
-        let (done, wait) = oneshot::channel();
-        if self
-            .control
-            .send(Control::Drain { grace, done })
-            .await
-            .is_ok()
-        {
+        for wait in self.begin_drain_all(grace).await {
             let _ = wait.await;
+        }
+        for shard in &self.control {
+            let _ = shard.send(Control::Stop).await;
         }
         self.transport.shutdown();
         if let Some(t) = &self.trimmer {
             t.abort();
         }
-        let _ = self.join.await;
+        for shard in self.shards {
+            let _ = shard.await;
+        }
     }
 
     /// Load the configured plugins afresh; new calls use them, calls in
@@ -96,27 +114,66 @@ impl HostHandle {
     ) -> anyhow::Result<u64> {
         let set = Arc::new(PluginSet::load(plugins)?);
         let generation = set.generation;
-        self.control
-            .send(Control::ReplacePlugins(set))
-            .await
-            .map_err(|_| anyhow::anyhow!("host is stopping"))?;
+        for shard in &self.control {
+            shard
+                .send(Control::ReplacePlugins(set.clone()))
+                .await
+                .map_err(|_| anyhow::anyhow!("host is stopping"))?;
+        }
         Ok(generation)
     }
 
     /// One line: calls, transactions, plugin generation and names.
     pub async fn status(&self) -> anyhow::Result<String> {
-        let (tx, rx) = oneshot::channel();
-        self.control
-            .send(Control::Status(tx))
-            .await
-            .map_err(|_| anyhow::anyhow!("host is stopping"))?;
-        Ok(rx.await?)
+        let mut shards = Vec::with_capacity(self.control.len());
+        for shard in &self.control {
+            let (tx, rx) = oneshot::channel();
+            shard
+                .send(Control::Status(tx))
+                .await
+                .map_err(|_| anyhow::anyhow!("host is stopping"))?;
+            shards.push(rx.await?);
+        }
+        status_line(&shards).ok_or_else(|| anyhow::anyhow!("host has no core shards"))
     }
 
-    /// Start draining without waiting (new calls get 503).
+    /// Start draining without waiting (new calls get 503); the receiver
+    /// completes when every shard has finished.
     pub async fn begin_drain(&self, grace: Duration) -> oneshot::Receiver<()> {
+        let waits = self.begin_drain_all(grace).await;
         let (done, wait) = oneshot::channel();
-        let _ = self.control.send(Control::Drain { grace, done }).await;
+        tokio::spawn(async move {
+            for w in waits {
+                let _ = w.await;
+            }
+            let _ = done.send(());
+        });
         wait
     }
+
+    async fn begin_drain_all(&self, grace: Duration) -> Vec<oneshot::Receiver<()>> {
+        let mut waits = Vec::with_capacity(self.control.len());
+        for shard in &self.control {
+            let (done, wait) = oneshot::channel();
+            if shard.send(Control::Drain { grace, done }).await.is_ok() {
+                waits.push(wait);
+            }
+        }
+        waits
+    }
+}
+
+/// The admin status line: counts summed over the shards; the plugin set is
+/// the same on every shard, so the first one's is shown.
+fn status_line(shards: &[ShardStatus]) -> Option<String> {
+    let first = shards.first()?;
+    Some(format!(
+        "calls={} transactions={} plugin_generation={} plugins=[{}] draining={} shards={}",
+        shards.iter().map(|s| s.calls).sum::<usize>(),
+        shards.iter().map(|s| s.transactions).sum::<usize>(),
+        first.plugin_generation,
+        first.plugins.join(","),
+        shards.iter().any(|s| s.draining),
+        shards.len(),
+    ))
 }

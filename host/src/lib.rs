@@ -2,7 +2,8 @@
 //!
 //! Layers, each testable alone: [`sip`] (messages), [`transport`] (UDP/TCP),
 //! [`transaction`] (RFC 3261 section 17), [`dialog`] and [`b2bua`] (the call
-//! model), [`core`] (the event loop that ties them together).
+//! model), [`core`] (the event loop that ties them together, one task per
+//! [`shard`] of the calls).
 
 pub mod admin;
 pub mod b2bua;
@@ -18,6 +19,7 @@ pub mod memory;
 pub mod metrics;
 pub mod plugins;
 pub mod routing;
+pub mod shard;
 pub use escalator_sip as sip;
 pub mod check_policy;
 pub mod timers;

@@ -3,7 +3,7 @@
 //! and every message it sees or sends is recorded for a message ladder.
 
 use crate::sip::{NameAddr, SipMessage};
-use crate::transport::{Inbound, Limits, Proto, Target, Transport, TransportEvent};
+use crate::transport::{CoreInbox, Inbound, Limits, Proto, Target, Transport, TransportEvent};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -60,7 +60,7 @@ impl TestUa {
             Proto::Udp => (vec![addr], vec![]),
             Proto::Tcp => (vec![], vec![addr]),
         };
-        let transport = Transport::bind(&udp, &tcp, Limits::default(), tx)
+        let transport = Transport::bind(&udp, &tcp, Limits::default(), CoreInbox::single(tx))
             .await
             .map_err(|e| UaError::Transport(name.into(), e.to_string()))?;
         // Record arrivals as they happen, not when the script reads them.

@@ -71,6 +71,9 @@ impl Rig {
         cfg.listen.tcp = vec![bind];
         cfg.core.address = bob.addr();
         cfg.core.transport = bob_proto.to_string();
+        // More shards than this machine may have CPUs, so every test runs
+        // calls across shards whatever it runs on.
+        cfg.runtime.shards = 3;
         tweak(&mut cfg);
         let host = host::start(&cfg).await.expect("start host");
         let host_for_alice = match alice_proto {

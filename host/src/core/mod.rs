@@ -1,5 +1,6 @@
-//! The core: one task that owns transactions, dialogs and calls, fed by the
-//! transports and the timer queue. All protocol decisions happen here; the
+//! The core: one task per shard of the calls (see [`crate::shard`]), each
+//! owning the transactions, dialogs and calls of its shard, fed by the
+//! transports and its timer queue. All protocol decisions happen here; the
 //! message building it relies on lives in pure modules ([`crate::forward`],
 //! [`crate::dialog`], [`crate::transaction`]).
 
@@ -7,7 +8,7 @@ mod hooks;
 
 use crate::b2bua::{CallModel, CallRef, Leg, LegId, LegState, Role};
 use crate::compaction::shrink_if_sparse;
-use crate::dialog::{new_branch, new_tag, Dialog};
+use crate::dialog::{new_branch, new_call_id, new_tag, Dialog};
 use crate::forward::{
     contact_uri, contact_value, copy_end_to_end, next_max_forwards, reason, response_to,
     sets_target, validate_request, validate_response, via_value, without_tag,
@@ -15,6 +16,7 @@ use crate::forward::{
 use crate::metrics as m;
 use crate::plugins::PluginSet;
 use crate::routing::{RouteError, Router};
+use crate::shard::{call_id_on_shard, IdSeq};
 use crate::sip::SipMessage;
 use crate::timers::TimerQueue;
 use crate::transaction::{Action, ClientState, ClientTx, ServerTx, Timer, TimerConfig};
@@ -36,36 +38,84 @@ pub struct CoreSettings {
     pub max_calls: usize,
 }
 
-/// Live counts, readable from outside the core (tests, admin).
-#[derive(Debug, Default)]
+/// Live counts over all shards, readable from outside the core (tests,
+/// admin, the memory trimmer). Each shard writes its own slot.
+#[derive(Debug)]
 pub struct Stats {
-    pub calls: AtomicUsize,
-    pub legs: AtomicUsize,
-    pub transactions: AtomicUsize,
+    shards: Vec<ShardStats>,
+}
+
+#[derive(Debug, Default)]
+struct ShardStats {
+    calls: AtomicUsize,
+    legs: AtomicUsize,
+    transactions: AtomicUsize,
 }
 
 impl Stats {
+    pub fn new(shards: usize) -> Stats {
+        Stats {
+            shards: (0..shards.max(1)).map(|_| ShardStats::default()).collect(),
+        }
+    }
+
+    fn sum(&self, field: impl Fn(&ShardStats) -> &AtomicUsize) -> usize {
+        self.shards
+            .iter()
+            .map(|s| field(s).load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::Relaxed)
+        self.sum(|s| &s.calls)
     }
     pub fn legs(&self) -> usize {
-        self.legs.load(Ordering::Relaxed)
+        self.sum(|s| &s.legs)
     }
     pub fn transactions(&self) -> usize {
-        self.transactions.load(Ordering::Relaxed)
+        self.sum(|s| &s.transactions)
+    }
+    /// Active calls of each shard, in shard order.
+    pub fn calls_per_shard(&self) -> Vec<usize> {
+        self.shards
+            .iter()
+            .map(|s| s.calls.load(Ordering::Relaxed))
+            .collect()
     }
 }
 
+/// Which shard a core is, of how many.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardSlot {
+    pub index: usize,
+    pub count: usize,
+}
+
+/// One shard's answer to [`Control::Status`].
+#[derive(Debug, Clone)]
+pub struct ShardStatus {
+    pub calls: usize,
+    pub transactions: usize,
+    pub draining: bool,
+    pub plugin_generation: u64,
+    /// `name/version`, with ` (disabled)` where it applies.
+    pub plugins: Vec<String>,
+}
+
 pub enum Control {
-    /// Refuse new calls, let transactions finish (bounded by `grace`), then stop.
+    /// Refuse new calls, let transactions finish (bounded by `grace`), then
+    /// say so on `done`. The shard keeps answering (new calls get 503) until
+    /// [`Control::Stop`]: other shards may still be finishing their calls.
     Drain {
         grace: Duration,
         done: oneshot::Sender<()>,
     },
     /// New calls use this plugin set; calls in progress keep theirs.
     ReplacePlugins(Arc<PluginSet>),
-    /// A one-line status report (admin command).
-    Status(oneshot::Sender<String>),
+    /// End the task.
+    Stop,
+    /// What the shard holds (admin status).
+    Status(oneshot::Sender<ShardStatus>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -133,6 +183,7 @@ struct ClientEntry {
 pub struct Core {
     settings: CoreSettings,
     transport: Transport,
+    shard: ShardSlot,
     model: CallModel,
     /// Entries are boxed so a table resize at high call rates moves
     /// pointers, not 400-byte entries (a stall the core would feel).
@@ -141,7 +192,7 @@ pub struct Core {
     clients: HashMap<u64, Box<ClientEntry>>,
     /// (branch, is CANCEL) → client transaction.
     client_index: HashMap<(String, bool), u64>,
-    next_tx: u64,
+    tx_ids: IdSeq,
     timers: TimerQueue<TimerKey>,
     draining: bool,
     stats: Arc<Stats>,
@@ -159,16 +210,18 @@ impl Core {
         transport: Transport,
         stats: Arc<Stats>,
         plugins: Arc<PluginSet>,
+        shard: ShardSlot,
     ) -> Self {
         Core {
             settings,
             transport,
-            model: CallModel::default(),
+            shard,
+            model: CallModel::for_shard(shard.index, shard.count),
             servers: HashMap::new(),
             server_index: HashMap::new(),
             clients: HashMap::new(),
             client_index: HashMap::new(),
-            next_tx: 0,
+            tx_ids: IdSeq::new(shard.index, shard.count),
             timers: TimerQueue::default(),
             draining: false,
             stats,
@@ -198,7 +251,6 @@ impl Core {
                     if let Some((_, done)) = drain.take() {
                         let _ = done.send(());
                     }
-                    return;
                 }
             }
             tokio::select! {
@@ -212,19 +264,21 @@ impl Core {
                 key = self.timers.expired() => self.guarded("timer", |c| c.on_timer_key(key)),
                 c = control.recv() => match c {
                     Some(Control::Drain { grace, done }) => {
-                        info!(calls = self.model.call_count(), "draining: refusing new calls");
+                        info!(shard = self.shard.index, calls = self.model.call_count(), "draining: refusing new calls");
                         self.draining = true;
                         drain = Some((tokio::time::Instant::now() + grace, done));
                     }
                     Some(Control::ReplacePlugins(set)) => {
-                        info!(generation = set.generation, plugins = set.plugins.len(), "plugin set replaced; calls in progress keep theirs");
+                        if self.shard.index == 0 {
+                            info!(generation = set.generation, plugins = set.plugins.len(), "plugin set replaced; calls in progress keep theirs");
+                        }
                         metrics::gauge!(m::PLUGIN_GENERATION).set(set.generation as f64);
                         self.plugins = set;
                     }
+                    Some(Control::Stop) | None => return,
                     Some(Control::Status(reply)) => {
-                        let _ = reply.send(self.status_line());
+                        let _ = reply.send(self.status());
                     }
-                    None => return,
                 },
                 _ = tokio::time::sleep(Duration::from_millis(200)), if drain.is_some() => {}
             }
@@ -255,15 +309,15 @@ impl Core {
     }
 
     fn publish_stats(&self) {
-        let calls = self.model.call_count();
+        let Some(mine) = self.stats.shards.get(self.shard.index) else {
+            return;
+        };
+        mine.calls.store(self.model.call_count(), Ordering::Relaxed);
+        mine.legs.store(self.model.leg_count(), Ordering::Relaxed);
         let txs = self.servers.len() + self.clients.len();
-        self.stats.calls.store(calls, Ordering::Relaxed);
-        self.stats
-            .legs
-            .store(self.model.leg_count(), Ordering::Relaxed);
-        self.stats.transactions.store(txs, Ordering::Relaxed);
-        metrics::gauge!(m::CALLS_ACTIVE).set(calls as f64);
-        metrics::gauge!(m::TRANSACTIONS_ACTIVE).set(txs as f64);
+        mine.transactions.store(txs, Ordering::Relaxed);
+        metrics::gauge!(m::CALLS_ACTIVE).set(self.stats.calls() as f64);
+        metrics::gauge!(m::TRANSACTIONS_ACTIVE).set(self.stats.transactions() as f64);
     }
 
     // ----- inbound -----
@@ -402,8 +456,8 @@ impl Core {
         outcome
     }
 
-    fn status_line(&self) -> String {
-        let names: Vec<String> = self
+    fn status(&self) -> ShardStatus {
+        let plugins = self
             .plugins
             .plugins
             .iter()
@@ -416,14 +470,13 @@ impl Core {
                 )
             })
             .collect();
-        format!(
-            "calls={} transactions={} plugin_generation={} plugins=[{}] draining={}",
-            self.model.call_count(),
-            self.servers.len() + self.clients.len(),
-            self.plugins.generation,
-            names.join(","),
-            self.draining
-        )
+        ShardStatus {
+            calls: self.model.call_count(),
+            transactions: self.servers.len() + self.clients.len(),
+            draining: self.draining,
+            plugin_generation: self.plugins.generation,
+            plugins,
+        }
     }
 
     /// A request we sent came back with the same Request-URI (a spiral with a
@@ -444,8 +497,7 @@ impl Core {
     }
 
     fn new_server(&mut self, msg: SipMessage, source: Target, key: ServerKey) -> u64 {
-        self.next_tx += 1;
-        let id = self.next_tx;
+        let id = self.tx_ids.next_id();
         let invite = msg.method() == Some("INVITE");
         let tx = ServerTx::new(invite, source.proto.is_reliable(), self.settings.timers);
         let to_tag = msg.to_tag().unwrap_or_else(new_tag);
@@ -477,7 +529,7 @@ impl Core {
         if self.draining && method == "INVITE" {
             return self.respond(sid, 503, "Service Unavailable");
         }
-        if method == "INVITE" && self.model.call_count() >= self.settings.max_calls {
+        if method == "INVITE" && self.stats.calls() >= self.settings.max_calls {
             warn!(limit = self.settings.max_calls, "call limit reached");
             return self.respond(sid, 503, "Service Unavailable");
         }
@@ -536,7 +588,13 @@ impl Core {
         leg_a.invite_server = Some(sid);
         let a_id = self.model.add_leg(leg_a);
         let remote_target = req.request_uri().unwrap_or_default().to_string();
-        let b = Dialog::originating(from, to, remote_target, target);
+        let b = Dialog::originating(
+            new_call_id(self.shard.index),
+            from,
+            to,
+            remote_target,
+            target,
+        );
         let b_id = self.model.add_leg(Leg::new(call, Role::Uac, b));
         self.model.pair(a_id, b_id);
         if let Some(e) = self.servers.get_mut(&sid) {
@@ -598,7 +656,7 @@ impl Core {
         // A stable Call-ID per client Call-ID keeps registrar CSeq ordering intact.
         out.push_header(
             "Call-ID",
-            derived_call_id(req.call_id().unwrap_or_default()),
+            derived_call_id(req.call_id().unwrap_or_default(), self.shard.index),
         );
         out.push_header("CSeq", req.header("CSeq").unwrap_or_default());
         copy_end_to_end(&req, &mut out, true);
@@ -1054,8 +1112,7 @@ impl Core {
             let body = msg.body.clone();
             msg.set_body(body);
         }
-        self.next_tx += 1;
-        let id = self.next_tx;
+        let id = self.tx_ids.next_id();
         let is_cancel = kind == ClientKind::Cancel;
         m::count_out(&msg);
         let (tx, actions) = ClientTx::start(msg, target.proto.is_reliable(), self.settings.timers);
@@ -1367,10 +1424,10 @@ fn header(name: &str, value: impl Into<String>) -> crate::sip::Header {
 }
 
 /// A Call-ID for the core side derived from the client's, stable across
-/// requests, without exposing the client's value.
-fn derived_call_id(client_call_id: &str) -> String {
+/// requests, without exposing the client's value; on the client's shard.
+fn derived_call_id(client_call_id: &str, shard: usize) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     client_call_id.hash(&mut h);
-    format!("{:016x}@escalator", h.finish())
+    call_id_on_shard(&format!("{:016x}", h.finish()), shard)
 }

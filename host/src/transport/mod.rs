@@ -1,8 +1,11 @@
 //! UDP and TCP transports on tokio. Messages are framed and parsed in the I/O
 //! tasks (so parsing runs on every core) and handed to the core as events.
 
+mod inbox;
 mod tcp;
 mod udp;
+
+pub use inbox::{Closed, CoreInbox};
 
 use crate::sip::framing::FramingError;
 use crate::sip::message::ParseLimits;
@@ -180,7 +183,7 @@ pub(crate) struct Shared {
     tcp_local: Vec<SocketAddr>,
     conns: Mutex<Conns>,
     next_conn: AtomicU64,
-    events: mpsc::Sender<TransportEvent>,
+    events: CoreInbox,
     limits: Limits,
     cancel: CancellationToken,
 }
@@ -197,7 +200,7 @@ impl Transport {
         udp: &[SocketAddr],
         tcp: &[SocketAddr],
         limits: Limits,
-        events: mpsc::Sender<TransportEvent>,
+        events: CoreInbox,
     ) -> std::io::Result<Transport> {
         let mut udp_sockets = Vec::new();
         let mut udp_queues = Vec::new();
@@ -301,8 +304,7 @@ impl Transport {
 
 impl Shared {
     fn report_failure(&self, target: Target, token: Option<u64>) {
-        let _ = self
-            .events
+        self.events
             .try_send(TransportEvent::SendFailed { target, token });
     }
 
