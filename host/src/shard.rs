@@ -19,8 +19,9 @@ pub const MAX_SHARDS: usize = 256;
 #[derive(Debug, Clone)]
 pub struct ShardMap {
     count: usize,
-    /// Keyed per process, so a peer cannot choose Call-IDs that all land on
-    /// one shard.
+    /// Keyed per process, so Call-IDs spread evenly whatever generator the
+    /// peers use. (A peer that imitates our mark can still pick a shard;
+    /// that skews load, nothing else.)
     hasher: std::collections::hash_map::RandomState,
 }
 
