@@ -17,6 +17,7 @@ Kamailio 127.0.0.4. Needs sipp, kamailio and a release build
 """
 
 import argparse
+import collections
 import csv
 import os
 import re
@@ -234,11 +235,14 @@ def latency(target, transport, rate, seconds=4, pin=None):
                           "-e", "sip.Status-Code", "-e", "sip.CSeq.method", "-e", "sip.Call-ID",
                           "-e", "sip.msg_hdr"], capture_output=True, text=True, check=False).stdout
     inv_in, inv_out, ok_in, ok_out, b_to_a = {}, {}, {}, {}, {}
+    arrivals = collections.Counter()
     for line in out.splitlines():
         f = line.split("\t")
         if len(f) < 8:
             continue
         t, src, dst, method, status, cseq, callid, hdr = float(f[0]), f[1], f[2], f[3], f[4], f[5], f[6], f[7]
+        if dst == ip:
+            arrivals[int(t * 1000)] += 1
         xcall = re.search(r"X-Call: (\d+)", hdr)
         if method == "INVITE" and xcall:
             side = inv_in if dst == ip else inv_out
@@ -253,7 +257,20 @@ def latency(target, transport, rate, seconds=4, pin=None):
             if call_b in ok_in and call_a in ok_out:
                 hop_ok.append((ok_out[call_a] - ok_in[call_b]) * 1000)
     both = hop_invite + hop_ok
+    print_burstiness(arrivals)
     return percentile(both, 0.5), percentile(both, 0.99), failed, len(hop_invite), handling_quantiles(target)
+
+
+def print_burstiness(per_ms):
+    """How evenly the generator's messages reach the target: the per-hop
+    delay is mostly queueing behind bursts (BENCHMARKS.md)."""
+    if not per_ms:
+        return
+    first, last = min(per_ms), max(per_ms)
+    counts = sorted(per_ms.get(ms, 0) for ms in range(first, last + 1))
+    idle = sum(1 for c in counts if c == 0) * 100 // len(counts)
+    print(f"  messages into the target per ms: p50 {percentile(counts, 0.5):.0f}, "
+          f"p99 {percentile(counts, 0.99):.0f}, max {counts[-1]}; {idle} % of ms with none", flush=True)
 
 
 def target_starters(transport, uas_port):
