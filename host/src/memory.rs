@@ -7,6 +7,11 @@
 //! resident memory stays at the burst's peak. `malloc_trim` returns every
 //! whole free page. It holds each malloc arena's lock while it walks it, so
 //! it runs only after a burst, never under steady load.
+//!
+//! The `escalator` binary allocates with jemalloc, which returns freed pages
+//! on its own (after its decay time, 10 s by default); what is trimmed here
+//! is glibc's heap, which plugins loaded from files allocate from, and all
+//! of the host's memory where the library is embedded without jemalloc.
 
 use crate::core::Stats;
 use std::sync::Arc;
