@@ -9,6 +9,8 @@ transaction-stateful proxy (kamailio.cfg), measured in the same run.
   python3 examples/load/load.py --memory 10000 --memory 100000
   python3 examples/load/load.py --escalation 200   # calls that all escalate
   python3 examples/load/load.py --latency 2750     # per-hop latency only, at one rate
+  python3 examples/load/load.py --check 6000 --repeat 3   # pass/fail at one fixed rate
+  (any mode) --shards N: the host's runtime.shards
 
 Every SIPp run is bounded (-m calls, -timeout) and everything stays on
 127.0.0.0/8: client 127.0.0.1, host 127.0.0.2, core (uas) 127.0.0.3,
