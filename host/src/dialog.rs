@@ -28,17 +28,17 @@ pub struct Dialog {
 }
 
 impl Dialog {
-    /// A dialog the host originates (a leg it sends the INVITE on): new
-    /// Call-ID and tag, CSeq starting at 1, no remote tag yet.
+    /// A dialog the host originates (a leg it sends the INVITE on) on core
+    /// `shard`: new Call-ID and tag, CSeq starting at 1, no remote tag yet.
     pub fn originating(
-        call_id: String,
+        shard: usize,
         local_uri: NameAddr,
         remote_uri: NameAddr,
         remote_target: String,
         dest: Target,
     ) -> Dialog {
         Dialog {
-            call_id,
+            call_id: new_call_id(shard),
             local_tag: new_tag(),
             remote_tag: None,
             local_uri: local_uri.to_string(),

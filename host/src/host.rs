@@ -5,7 +5,6 @@ use crate::config::Config;
 use crate::core::{Control, Core, CoreSettings, ShardSlot, ShardStatus, Stats};
 use crate::plugins::PluginSet;
 use crate::routing::Router;
-use crate::shard::ShardMap;
 use crate::transport::{CoreInbox, Transport};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -34,28 +33,27 @@ pub async fn start(cfg: &Config) -> anyhow::Result<HostHandle> {
         &cfg.listen.udp,
         &cfg.listen.tcp,
         cfg.transport_limits(),
-        CoreInbox::sharded(queues, ShardMap::new(count)),
+        CoreInbox::sharded(queues),
     )
     .await
     .context("starting transports")?;
-    let sources = cfg.core_sources()?;
+    let settings = CoreSettings {
+        timers: cfg.timer_config(),
+        timer_c: cfg.timer_c(),
+        router: Router {
+            core: cfg.core_target(),
+            sources: cfg.core_sources()?,
+        },
+        max_calls: cfg.limits.max_calls,
+    };
     let stats = Arc::new(Stats::new(count));
     let plugins = Arc::new(PluginSet::load(&cfg.plugins).context("loading plugins")?);
     let mut control = Vec::with_capacity(count);
     let mut shards = Vec::with_capacity(count);
     for (index, inbox) in inboxes.into_iter().enumerate() {
-        let settings = CoreSettings {
-            timers: cfg.timer_config(),
-            timer_c: cfg.timer_c(),
-            router: Router {
-                core: cfg.core_target(),
-                sources: sources.clone(),
-            },
-            max_calls: cfg.limits.max_calls,
-        };
         let slot = ShardSlot { index, count };
         let core = Core::new(
-            settings,
+            settings.clone(),
             transport.clone(),
             stats.clone(),
             plugins.clone(),

@@ -13,6 +13,7 @@ pub enum RouteError {
     Unresolvable(String),
 }
 
+#[derive(Clone)]
 pub struct Router {
     pub core: Target,
     pub sources: Vec<SourceMatch>,

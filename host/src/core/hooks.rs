@@ -381,13 +381,7 @@ impl Core {
             },
         };
         let remote_target = msg.request_uri().unwrap_or_default().to_string();
-        let dialog = Dialog::originating(
-            crate::dialog::new_call_id(self.shard.index),
-            from,
-            to,
-            remote_target,
-            dest.clone(),
-        );
+        let dialog = Dialog::originating(self.shard.index, from, to, remote_target, dest.clone());
         let leg_id = self.model.add_leg(Leg::new(call, Role::Uac, dialog));
         let Some(leg) = self.model.leg_mut(leg_id) else {
             return;

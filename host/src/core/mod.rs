@@ -8,7 +8,7 @@ mod hooks;
 
 use crate::b2bua::{CallModel, CallRef, Leg, LegId, LegState, Role};
 use crate::compaction::shrink_if_sparse;
-use crate::dialog::{new_branch, new_call_id, new_tag, Dialog};
+use crate::dialog::{new_branch, new_tag, Dialog};
 use crate::forward::{
     contact_uri, contact_value, copy_end_to_end, next_max_forwards, reason, response_to,
     sets_target, validate_request, validate_response, via_value, without_tag,
@@ -31,6 +31,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+#[derive(Clone)]
 pub struct CoreSettings {
     pub timers: TimerConfig,
     pub timer_c: Duration,
@@ -588,13 +589,7 @@ impl Core {
         leg_a.invite_server = Some(sid);
         let a_id = self.model.add_leg(leg_a);
         let remote_target = req.request_uri().unwrap_or_default().to_string();
-        let b = Dialog::originating(
-            new_call_id(self.shard.index),
-            from,
-            to,
-            remote_target,
-            target,
-        );
+        let b = Dialog::originating(self.shard.index, from, to, remote_target, target);
         let b_id = self.model.add_leg(Leg::new(call, Role::Uac, b));
         self.model.pair(a_id, b_id);
         if let Some(e) = self.servers.get_mut(&sid) {

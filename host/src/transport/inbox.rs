@@ -24,9 +24,9 @@ impl CoreInbox {
         }
     }
 
-    /// One queue per shard of `map`, in shard order.
-    pub fn sharded(queues: Vec<mpsc::Sender<TransportEvent>>, map: ShardMap) -> CoreInbox {
-        assert_eq!(queues.len(), map.count(), "one queue per shard");
+    /// One queue per shard, in shard order.
+    pub fn sharded(queues: Vec<mpsc::Sender<TransportEvent>>) -> CoreInbox {
+        let map = ShardMap::new(queues.len());
         CoreInbox { queues, map }
     }
 
