@@ -9,13 +9,15 @@ transaction-stateful proxy (kamailio.cfg), measured in the same run.
   python3 examples/load/load.py --memory 10000 --memory 100000
   python3 examples/load/load.py --escalation 200   # calls that all escalate
   python3 examples/load/load.py --latency 2750     # per-hop latency only, at one rate
+  (latency) --generator sipp|loadgen|both: SIPp's bursts, or escalator-loadgen's
+            paced calls (--arrivals poisson|even); both by default
   python3 examples/load/load.py --check 6000 --repeat 3   # pass/fail at one fixed rate
   (any mode) --shards N: the host's runtime.shards
 
 Every SIPp run is bounded (-m calls, -timeout) and everything stays on
 127.0.0.0/8: client 127.0.0.1, host 127.0.0.2, core (uas) 127.0.0.3,
 Kamailio 127.0.0.4. Needs sipp, kamailio and a release build
-(`cargo build --release -p escalator-host`).
+(`cargo build --release -p escalator-host -p escalator-loadgen`).
 """
 
 import argparse
@@ -33,12 +35,15 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, "target", "release", "escalator")
+LOADGEN = os.path.join(ROOT, "target", "release", "escalator-loadgen")
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT, HOST, CORE, KAM = "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"
 WORK = tempfile.mkdtemp(prefix="escalator-load-")
 PIN = False  # --pin: latency runs with the target alone on CPU 1
 SHARDS = 0  # --shards: the host's runtime.shards (0 = one per CPU)
 METRICS = {}  # escalator address -> its metrics endpoint
+GENERATORS = ("sipp", "loadgen")  # --generator: who makes the latency runs' calls
+ARRIVALS = "poisson"  # --arrivals: the loadgen's schedule
 CHILDREN = []
 
 
@@ -203,7 +208,22 @@ def target_pids(proc):
     return [proc.pid] + [int(k) for k in kids]
 
 
-def latency(target, transport, rate, seconds=4, pin=None):
+def run_loadgen(target, rate, calls, server_port, cpus=None):
+    """Paced calls from escalator-loadgen, which is also the server (the
+    target's next hop) at CORE:server_port. Returns successful, failed and
+    the generator's own per-hop p50/p99 in ms (client -> server through the
+    target and back, its own send and receive included)."""
+    args = (["taskset", "-c", cpus] if cpus else []) + [
+        LOADGEN, "--target", target, "--client", f"{CLIENT}:{port()}", "--server", f"{CORE}:{server_port}",
+        "--rate", str(rate), "--calls", str(calls), "--arrivals", ARRIVALS]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=WORK, check=False).stdout
+    found = re.search(r"result successful=(\d+) failed=(\d+) hop_p50_ms=(\S+) hop_p99_ms=(\S+)", out)
+    if not found:
+        return 0, calls, float("nan"), float("nan")
+    return int(found.group(1)), int(found.group(2)), float(found.group(3)), float(found.group(4))
+
+
+def latency(target, transport, rate, seconds=4, pin=None, loadgen_port=None):
     """Per-hop delay from kernel timestamps on lo: INVITE in -> INVITE out and
     200 in -> 200 out, paired by the X-Call header and the Call-ID mapping
     (a B2BUA changes Call-IDs, a proxy does not). UDP only.
@@ -211,14 +231,18 @@ def latency(target, transport, rate, seconds=4, pin=None):
     pin = (target processes, uas process): the target gets CPU 1 to itself,
     SIPp and the capture share CPU 0, so the delay measured is the target's
     rather than the scheduler's (with everything on both cores, a datagram
-    often waits for a CPU that SIPp holds)."""
+    often waits for a CPU that SIPp holds).
+
+    loadgen_port: the calls come from escalator-loadgen (paced), which also
+    answers them at that port, instead of SIPp."""
     ip = target.split(":")[0]
     pcap = os.path.join(WORK, f"lat-{port()}.pcap")
     gen_cpus = None
     if pin:
         procs, uas = pin
         set_cpus(procs, "1")
-        set_cpus([uas.pid], "0")
+        if uas:
+            set_cpus([uas.pid], "0")
         gen_cpus = "0"
     cap = spawn((["taskset", "-c", gen_cpus] if gen_cpus else []) +
                 ["tshark", "-i", "lo", "-f", f"udp and host {ip}", "-w", pcap, "-q"])
@@ -227,10 +251,14 @@ def latency(target, transport, rate, seconds=4, pin=None):
             break
         time.sleep(0.1)
     time.sleep(0.5)
-    _, failed, _ = run_uac(target, transport, rate, rate * seconds, cpus=gen_cpus)
+    own_view = (float("nan"), float("nan"))
+    if loadgen_port:
+        _, failed, *own_view = run_loadgen(target, rate, rate * seconds, loadgen_port, cpus=gen_cpus)
+    else:
+        _, failed, _ = run_uac(target, transport, rate, rate * seconds, cpus=gen_cpus)
     time.sleep(0.5)
     stop(cap)
-    if pin:
+    if pin and pin[1]:
         set_cpus([pin[1].pid], f"0-{os.cpu_count() - 1}")
     out = subprocess.run(["tshark", "-r", pcap, "-Y", "sip", "-T", "fields", "-E", "separator=/t",
                           "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ip.dst", "-e", "sip.Method",
@@ -260,6 +288,8 @@ def latency(target, transport, rate, seconds=4, pin=None):
                 hop_ok.append((ok_out[call_a] - ok_in[call_b]) * 1000)
     both = hop_invite + hop_ok
     print_burstiness(arrivals)
+    if loadgen_port:
+        print(f"  the generator's own view, per hop: p50 {own_view[0]:.3f} ms, p99 {own_view[1]:.3f} ms", flush=True)
     return percentile(both, 0.5), percentile(both, 0.99), failed, len(hop_invite), handling_quantiles(target)
 
 
@@ -275,46 +305,64 @@ def print_burstiness(per_ms):
           f"p99 {percentile(counts, 0.99):.0f}, max {counts[-1]}; {idle} % of ms with none", flush=True)
 
 
-def target_starters(transport, uas_port):
-    """(name, start) for each target; start() returns (process, address)."""
+def target_starters(transport):
+    """(name, start) for each target; start(next_hop_port) returns (process,
+    address), the target sending its calls on to CORE:next_hop_port."""
     return [
-        ("escalator", lambda: start_escalator(transport, uas_port)),
-        ("escalator + escalation plugin", lambda: start_escalator(transport, uas_port, plugin=True)),
-        ("kamailio (tm proxy)", lambda: start_kamailio(transport, uas_port)),
+        ("escalator", lambda p: start_escalator(transport, p)),
+        ("escalator + escalation plugin", lambda p: start_escalator(transport, p, plugin=True)),
+        ("kamailio (tm proxy)", lambda p: start_kamailio(transport, p)),
     ]
+
+
+NAN = float("nan")
+NO_LATENCY = (NAN, NAN, 0, 0, (NAN, NAN))
+
+
+def latency_runs(name, start, rate, uas, uas_port, warm_up):
+    """The target's per-hop latency at `rate` with each generator, on a
+    freshly started target each time: {generator: latency() result}."""
+    results = {}
+    for gen in GENERATORS:
+        lg_port = port() if gen == "loadgen" else None
+        proc, addr = start(lg_port or uas_port)
+        if warm_up:
+            if lg_port:
+                run_loadgen(addr, rate, rate * 2, lg_port)
+            else:
+                run_uac(addr, "udp", rate, rate * 2)
+        pin = (target_pids(proc), None if lg_port else uas) if PIN else None
+        results[gen] = latency(addr, "udp", rate, pin=pin, loadgen_port=lg_port)
+        p50, p99, failed, pairs, own = results[gen]
+        print(f"udp {name} ({gen}): per-hop delay at {rate}/s p50 {p50:.3f} ms p99 {p99:.3f} ms; "
+              f"own handling p50 {own[0]:.3f} ms p99 {own[1]:.3f} ms "
+              f"({pairs} INVITEs paired, {failed} failed)", flush=True)
+        stop(proc)
+    return results
 
 
 def capacity(transports):
     results = []
     for transport in transports:
         uas, uas_port = start_uas(transport)
-        # Each escalator is restarted after its ramp, so the latency run (and
-        # its handling-time summary) does not see the overloaded steps.
-        for name, start in target_starters(transport, uas_port):
-            proc, addr = start()
+        for name, start in target_starters(transport):
+            proc, addr = start(uas_port)
             max_rate = ramp(addr, transport)
-            half = max(50, max_rate // 2)
-            nan = float("nan")
-            p50 = p99 = nan
-            own = (nan, nan)
-            lat_failed = pairs = 0
-            if transport == "udp":
-                if name.startswith("escalator"):
-                    stop(proc)
-                    proc, addr = start()
-                p50, p99, lat_failed, pairs, own = latency(addr, transport, half,
-                                                           pin=(target_pids(proc), uas) if PIN else None)
-            results.append((transport, name, max_rate, half, p50, p99, own, lat_failed, pairs))
-            print(f"{transport} {name}: max {max_rate} calls/s with 0 failed; per-hop delay at {half}/s "
-                  f"p50 {p50:.3f} ms p99 {p99:.3f} ms; own handling p50 {own[0]:.3f} ms p99 {own[1]:.3f} ms "
-                  f"({pairs} INVITEs paired, {lat_failed} failed)", flush=True)
             stop(proc)
+            print(f"{transport} {name}: max {max_rate} calls/s with 0 failed", flush=True)
+            half = max(50, max_rate // 2)
+            # A fresh target for each latency run, so it does not follow
+            # the overloaded steps of the ramp.
+            lat = latency_runs(name, start, half, uas, uas_port, warm_up=False) if transport == "udp" else {}
+            results.append((transport, name, max_rate, half, lat))
         stop(uas)
-    print("\n| transport | target | max calls/s, 0 failed | latency run calls/s | per-hop p50 ms | per-hop p99 ms "
-          "| own handling p50 ms | own handling p99 ms |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.3f} | {r[5]:.3f} | {r[6][0]:.3f} | {r[6][1]:.3f} |")
+    print("\n| transport | target | max calls/s, 0 failed | latency run calls/s | generator | per-hop p50 ms "
+          "| per-hop p99 ms | own handling p50 ms | own handling p99 ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for transport, name, max_rate, half, lat in results:
+        for gen, (p50, p99, _, _, own) in (lat or {"": NO_LATENCY}).items():
+            print(f"| {transport} | {name} | {max_rate} | {half if gen else ''} | {gen} | {p50:.3f} | {p99:.3f} "
+                  f"| {own[0]:.3f} | {own[1]:.3f} |")
     for transport in transports:
         rows = {r[1]: r for r in results if r[0] == transport}
         e, k, p = rows["escalator"][2], rows["kamailio (tm proxy)"][2], rows["escalator + escalation plugin"][2]
@@ -325,14 +373,8 @@ def latency_only(rate):
     """Per-hop latency of each target at one fixed rate, e.g. half of a
     maximum found earlier; each target gets a warm-up run first."""
     uas, uas_port = start_uas("udp")
-    for name, start in target_starters("udp", uas_port):
-        proc, addr = start()
-        run_uac(addr, "udp", rate, rate * 2)
-        p50, p99, failed, pairs, own = latency(addr, "udp", rate, pin=(target_pids(proc), uas) if PIN else None)
-        print(f"udp {name}: per-hop delay at {rate}/s p50 {p50:.3f} ms p99 {p99:.3f} ms; "
-              f"own handling p50 {own[0]:.3f} ms p99 {own[1]:.3f} ms "
-              f"({pairs} INVITEs paired, {failed} failed)", flush=True)
-        stop(proc)
+    for name, start in target_starters("udp"):
+        latency_runs(name, start, rate, uas, uas_port, warm_up=True)
     stop(uas)
 
 
@@ -342,8 +384,8 @@ def fixed_rate(rate, repeat, transport):
     uas, uas_port = start_uas(transport)
     passed = {}
     for _ in range(repeat):
-        for name, start in target_starters(transport, uas_port):
-            proc, addr = start()
+        for name, start in target_starters(transport):
+            proc, addr = start(uas_port)
             ok = passes(addr, transport, rate)
             stop(proc)
             passed.setdefault(name, []).append(ok)
@@ -423,13 +465,20 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, metavar="N")
     ap.add_argument("--shards", type=int, default=0, metavar="N",
                     help="the host's runtime.shards (default 0: one per CPU)")
+    ap.add_argument("--generator", choices=["sipp", "loadgen", "both"], default="both",
+                    help="latency runs: SIPp (bursty), escalator-loadgen (paced), or both (default)")
+    ap.add_argument("--arrivals", choices=["poisson", "even"], default="poisson",
+                    help="escalator-loadgen's schedule (default poisson)")
     args = ap.parse_args()
-    global PIN, SHARDS
+    global PIN, SHARDS, GENERATORS, ARRIVALS
     PIN = args.pin
     SHARDS = args.shards
+    GENERATORS = ("sipp", "loadgen") if args.generator == "both" else (args.generator,)
+    ARRIVALS = args.arrivals
     signal.signal(signal.SIGTERM, cleanup)
-    if not os.path.exists(BIN):
-        sys.exit(f"{BIN} missing: cargo build --release -p escalator-host")
+    for path in (BIN, LOADGEN):
+        if not os.path.exists(path):
+            sys.exit(f"{path} missing: cargo build --release -p escalator-host -p escalator-loadgen")
     try:
         if args.memory:
             for n in args.memory:

@@ -66,13 +66,13 @@ const COMPACT: &[(&str, &str)] = &[
 
 /// Whether header name `a` (as received) denotes header `full`.
 pub fn name_is(a: &str, full: &str) -> bool {
-    if a.eq_ignore_ascii_case(full) {
-        return true;
+    if a.len() == 1 {
+        return a.eq_ignore_ascii_case(full)
+            || COMPACT
+                .iter()
+                .any(|(c, f)| c.eq_ignore_ascii_case(a) && f.eq_ignore_ascii_case(full));
     }
-    a.len() == 1
-        && COMPACT
-            .iter()
-            .any(|(c, f)| c.eq_ignore_ascii_case(a) && f.eq_ignore_ascii_case(full))
+    a.len() == full.len() && a.eq_ignore_ascii_case(full)
 }
 
 /// Limits applied while parsing input from the network.
@@ -93,14 +93,46 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
-/// Offset of the first byte after the blank line ending the header section.
+/// Offset of the first byte after the blank line ending the header section
+/// (CRLF or bare LF line ends).
 pub fn header_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    let mut from = 0;
+    while let Some(p) = buf[from..].iter().position(|&b| b == b'\n') {
+        let nl = from + p;
+        match (buf.get(nl + 1), buf.get(nl + 2)) {
+            (Some(b'\n'), _) => return Some(nl + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
+            _ => from = nl + 1,
+        }
     }
+    None
+}
+
+/// The header lines of `head` (start line excluded), folded continuation
+/// lines joined to theirs with one space (RFC 3261 section 7.3.1). Borrowed
+/// unless a header is folded.
+fn header_lines(head: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, ParseError> {
+    use std::borrow::Cow;
+    let mut lines: Vec<Cow<'_, str>> = Vec::with_capacity(16);
+    for raw in head.split('\n') {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with(' ') || line.starts_with('\t') {
+            match lines.last_mut() {
+                Some(prev) => {
+                    let joined = prev.to_mut();
+                    joined.push(' ');
+                    joined.push_str(line.trim());
+                }
+                None => return Err(ParseError::HeaderLine(line.to_string())),
+            }
+            continue;
+        }
+        lines.push(Cow::Borrowed(line));
+    }
+    Ok(lines)
 }
 
 impl SipMessage {
@@ -132,39 +164,20 @@ impl SipMessage {
     pub fn parse_head(buf: &[u8], limits: ParseLimits) -> Result<(Self, usize), ParseError> {
         let end = header_end(buf).ok_or(ParseError::NoHeaderEnd)?;
         let head = std::str::from_utf8(&buf[..end]).map_err(|_| ParseError::NotUtf8)?;
-        let mut lines: Vec<String> = Vec::new();
-        for raw in head.split('\n') {
-            let line = raw.strip_suffix('\r').unwrap_or(raw);
-            if line.is_empty() {
-                continue;
-            }
-            if line.starts_with(' ') || line.starts_with('\t') {
-                // Folded continuation of the previous header line (RFC 3261 section 7.3.1).
-                match lines.last_mut() {
-                    Some(prev) => {
-                        prev.push(' ');
-                        prev.push_str(line.trim());
-                    }
-                    None => return Err(ParseError::HeaderLine(line.to_string())),
-                }
-                continue;
-            }
-            lines.push(line.to_string());
-        }
-        let mut it = lines.into_iter();
+        let lines = header_lines(head)?;
+        let mut it = lines.iter();
         let first = it.next().ok_or(ParseError::NoHeaderEnd)?;
-        let start = parse_start_line(&first)?;
-        let mut headers = Vec::new();
+        let start = parse_start_line(first)?;
+        let mut headers = Vec::with_capacity((lines.len() - 1).min(limits.max_headers));
         for line in it {
             if headers.len() >= limits.max_headers {
                 return Err(ParseError::TooManyHeaders(limits.max_headers));
             }
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| ParseError::HeaderLine(line.clone()))?;
+            let bad = || ParseError::HeaderLine(line.to_string());
+            let (name, value) = line.split_once(':').ok_or_else(bad)?;
             let name = name.trim_end();
             if !is_token(name) {
-                return Err(ParseError::HeaderLine(line.clone()));
+                return Err(bad());
             }
             headers.push(Header {
                 name: name.to_string(),

@@ -1,0 +1,98 @@
+//! `escalator-loadgen`: paced calls through a target, timed per hop.
+//! Example (the host on 127.0.0.2:5060 with its core at 127.0.0.3:5080):
+//!   escalator-loadgen --target 127.0.0.2:5060 --server 127.0.0.3:5080 --rate 2750 --calls 11000
+
+use anyhow::Context;
+use clap::Parser;
+use escalator_loadgen::record::{per_ms, percentile};
+use escalator_loadgen::schedule::Arrivals;
+use escalator_loadgen::{run, Settings};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "Paced SIP calls (INVITE, 200, ACK, BYE, 200) over UDP, timed per hop")]
+struct Args {
+    /// Where the calls go: the host, a proxy, or --server itself for a baseline.
+    #[arg(long)]
+    target: SocketAddr,
+    /// The client's address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    client: SocketAddr,
+    /// Also answer calls at this address (the target's next hop).
+    #[arg(long)]
+    server: Option<SocketAddr>,
+    /// New calls per second.
+    #[arg(long)]
+    rate: f64,
+    /// Number of calls.
+    #[arg(long)]
+    calls: usize,
+    /// How calls are spread: even or poisson.
+    #[arg(long, default_value = "poisson")]
+    arrivals: Arrivals,
+    /// Seed of the Poisson schedule.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds to wait for calls still in progress after the last one started.
+    #[arg(long, default_value_t = 40)]
+    linger: u64,
+}
+
+fn ms(d: Option<Duration>) -> f64 {
+    d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    let report = run(&Settings {
+        target: args.target,
+        client: args.client,
+        server: args.server,
+        rate: args.rate,
+        calls: args.calls,
+        arrivals: args.arrivals,
+        seed: args.seed,
+        linger: Duration::from_secs(args.linger),
+    })
+    .with_context(|| format!("load run against {}", args.target))?;
+    println!(
+        "loadgen: {} calls at {}/s ({:?}): {} successful, {} failed, {:.1} s",
+        args.calls,
+        args.rate,
+        args.arrivals,
+        report.successful,
+        report.failed,
+        report.elapsed.as_secs_f64()
+    );
+    if let Some((p50, p99, max, empty)) = per_ms(&report.timeline.sent_ms()) {
+        println!(
+            "loadgen: new calls per ms p50 {p50}, p99 {p99}, max {max}; {:.0} % of ms with none",
+            empty * 100.0
+        );
+    }
+    let mut hops = report.invite_hop();
+    hops.extend(report.ok_hop());
+    let mut setup = report.setup();
+    let (p50, p99) = (
+        ms(percentile(&mut hops, 0.5)),
+        ms(percentile(&mut hops, 0.99)),
+    );
+    println!(
+        "loadgen: client -> server and back through the target, per hop: p50 {p50:.3} ms, p99 {p99:.3} ms \
+         ({} hops); INVITE to 200: p50 {:.3} ms, p99 {:.3} ms",
+        hops.len(),
+        ms(percentile(&mut setup, 0.5)),
+        ms(percentile(&mut setup, 0.99)),
+    );
+    println!(
+        "result successful={} failed={} hop_p50_ms={p50:.3} hop_p99_ms={p99:.3}",
+        report.successful, report.failed
+    );
+    Ok(if report.failed == 0 && report.successful == args.calls {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,60 @@
+//! The paced load generator used for latency runs (`examples/loadgen`)
+//! against the host: every call completes, both hops of each are timed,
+//! and the host holds no call afterwards.
+
+use escalator_host::config::Config;
+use escalator_host::host;
+use escalator_loadgen::schedule::Arrivals;
+use escalator_loadgen::{run, Settings};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+fn free_udp_port() -> SocketAddr {
+    let probe = UdpSocket::bind("127.0.0.1:0").expect("bind probe");
+    probe.local_addr().expect("probe address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_calls_through_the_host_all_complete_and_are_timed_per_hop() -> anyhow::Result<()> {
+    let server = free_udp_port();
+    let mut cfg = Config::default();
+    cfg.listen.udp = vec!["127.0.0.1:0".parse()?];
+    cfg.listen.tcp = vec![];
+    cfg.core.address = server;
+    cfg.core.transport = "udp".into();
+    cfg.runtime.shards = 3;
+    let host = host::start(&cfg).await?;
+    let target = host.udp_addr().expect("UDP listener");
+    let calls = 120;
+    let report = tokio::task::spawn_blocking(move || {
+        run(&Settings {
+            target,
+            client: "127.0.0.1:0".parse().expect("literal"),
+            server: Some(server),
+            rate: 300.0,
+            calls,
+            arrivals: Arrivals::Poisson,
+            seed: 11,
+            linger: Duration::from_secs(20),
+        })
+    })
+    .await??;
+    assert_eq!((report.successful, report.failed), (calls, 0));
+    assert_eq!(
+        report.invite_hop().len(),
+        calls,
+        "every INVITE reached the server"
+    );
+    assert_eq!(report.ok_hop().len(), calls, "every 200 reached the client");
+    let mut status = host.status().await?;
+    for _ in 0..50 {
+        if status.starts_with("calls=0 ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = host.status().await?;
+    }
+    assert!(status.starts_with("calls=0 "), "{status}");
+    host.shutdown(Duration::from_millis(100)).await;
+    Ok(())
+}
