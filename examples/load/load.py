@@ -45,6 +45,9 @@ METRICS = {}  # escalator address -> its metrics endpoint
 GENERATORS = ("sipp", "loadgen")  # --generator: who makes the latency runs' calls
 ARRIVALS = "poisson"  # --arrivals: the loadgen's schedule
 CHILDREN = []
+# SIPp's sockets default to 64 KiB buffers: a generator stalled for a few
+# tens of ms would drop the target's messages and measure its own losses.
+SIPP_BUFFERS = ["-buff_size", "4194304"]
 
 
 def spawn(args, **kw):
@@ -85,7 +88,7 @@ def port():
 def start_uas(transport):
     p_port = port()
     p = spawn(["sipp", "-sf", os.path.join(HERE, "core-uas.xml"), "-i", CORE, "-p", str(p_port),
-               "-t", mode(transport), "-nostdin", "-m", "10000000"])
+               "-t", mode(transport), "-nostdin", "-m", "10000000", *SIPP_BUFFERS])
     time.sleep(0.3)
     return p, p_port
 
@@ -141,7 +144,7 @@ def run_uac(target, transport, rate, calls, scenario=None, extra=(), cpus=None):
     stats = os.path.join(WORK, f"{tag}.csv")
     args = (["taskset", "-c", cpus] if cpus else []) + ["sipp", target, "-i", CLIENT, "-p", str(port()), "-t", mode(transport), "-nostdin",
             "-r", str(rate), "-m", str(calls), "-l", str(max(1000, rate * 4)),
-            "-timeout", "120s", "-timeout_error", "-trace_stat", "-fd", "1", "-stf", stats, *extra]
+            "-timeout", "120s", "-timeout_error", "-trace_stat", "-fd", "1", "-stf", stats, *SIPP_BUFFERS, *extra]
     args += ["-sf", scenario or os.path.join(HERE, "uac.xml")]
     start = time.time()
     subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=WORK, check=False)
@@ -315,10 +318,6 @@ def target_starters(transport):
     ]
 
 
-NAN = float("nan")
-NO_LATENCY = (NAN, NAN, 0, 0, (NAN, NAN))
-
-
 def latency_runs(name, start, rate, uas, uas_port, warm_up):
     """The target's per-hop latency at `rate` with each generator, on a
     freshly started target each time: {generator: latency() result}."""
@@ -360,8 +359,10 @@ def capacity(transports):
           "| per-hop p99 ms | own handling p50 ms | own handling p99 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
     for transport, name, max_rate, half, lat in results:
-        for gen, (p50, p99, _, _, own) in (lat or {"": NO_LATENCY}).items():
-            print(f"| {transport} | {name} | {max_rate} | {half if gen else ''} | {gen} | {p50:.3f} | {p99:.3f} "
+        if not lat:
+            print(f"| {transport} | {name} | {max_rate} | | | | | | |")
+        for gen, (p50, p99, _, _, own) in lat.items():
+            print(f"| {transport} | {name} | {max_rate} | {half} | {gen} | {p50:.3f} | {p99:.3f} "
                   f"| {own[0]:.3f} | {own[1]:.3f} |")
     for transport in transports:
         rows = {r[1]: r for r in results if r[0] == transport}
@@ -412,7 +413,7 @@ def memory(calls):
     rate = 2000
     uac = spawn(["sipp", addr, "-sn", "uac", "-i", CLIENT, "-p", str(port()), "-t", "u1", "-nostdin",
                  "-r", str(rate), "-m", str(calls), "-l", str(calls), "-d", "3600000",
-                 "-timeout", "600s", "-trace_stat", "-fd", "1", "-stf", stats])
+                 "-timeout", "600s", "-trace_stat", "-fd", "1", "-stf", stats, *SIPP_BUFFERS])
     deadline = time.time() + calls / rate + 120
     current = 0
     while time.time() < deadline:

@@ -102,6 +102,11 @@ pub struct ListenConfig {
     pub udp: Vec<SocketAddr>,
     /// TCP listen addresses.
     pub tcp: Vec<SocketAddr>,
+    /// Receive buffer asked for each UDP socket, in bytes (0: the kernel's
+    /// default). A burst larger than the buffer is dropped by the kernel
+    /// and only retransmissions recover it; the kernel caps the size at
+    /// `net.core.rmem_max`, and the host warns when it does.
+    pub udp_receive_buffer: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +170,7 @@ impl Default for ListenConfig {
         ListenConfig {
             udp: vec![a],
             tcp: vec![a],
+            udp_receive_buffer: 4 << 20,
         }
     }
 }
@@ -280,6 +286,12 @@ impl Config {
                 "must be 1024..=1048576",
             ));
         }
+        if self.listen.udp_receive_buffer > 1 << 30 {
+            return Err(invalid(
+                "listen.udp_receive_buffer",
+                "must be at most 1073741824 bytes (0: the kernel's default)",
+            ));
+        }
         if self.limits.max_headers < 16 {
             return Err(invalid("limits.max_headers", "must be at least 16"));
         }
@@ -357,6 +369,7 @@ impl Config {
         Limits {
             max_message_bytes: self.limits.max_message_bytes,
             max_headers: self.limits.max_headers,
+            udp_receive_buffer: self.listen.udp_receive_buffer,
         }
     }
 }
@@ -371,6 +384,7 @@ mod tests {
         assert_eq!(c.listen.udp, vec!["127.0.0.1:5060".parse().unwrap()]);
         assert_eq!(c.timer_config(), TimerConfig::default());
         assert_eq!(c.limits.max_message_bytes, 65536);
+        assert_eq!(c.transport_limits().udp_receive_buffer, 4 << 20);
         assert_eq!(
             c.core_sources().unwrap(),
             vec![SourceMatch::Addr("127.0.0.1:5070".parse().unwrap())]
@@ -408,6 +422,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("runtime.shards"), "{e}");
+        let e = Config::parse("[listen]\nudp_receive_buffer = 4294967296\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen.udp_receive_buffer"), "{e}");
     }
 
     #[test]

@@ -108,6 +108,8 @@ pub enum TransportEvent {
 pub struct Limits {
     pub max_message_bytes: usize,
     pub max_headers: usize,
+    /// SO_RCVBUF asked for each UDP socket (0: the kernel's default).
+    pub udp_receive_buffer: usize,
 }
 
 impl Default for Limits {
@@ -115,6 +117,7 @@ impl Default for Limits {
         Limits {
             max_message_bytes: 64 * 1024,
             max_headers: 256,
+            udp_receive_buffer: 0,
         }
     }
 }
@@ -188,6 +191,40 @@ pub(crate) struct Shared {
     cancel: CancellationToken,
 }
 
+/// Asks for a receive buffer of `bytes`, so a burst waits in the kernel
+/// rather than being dropped. Failing that is worth a warning, not a stop.
+fn set_receive_buffer(socket: &UdpSocket, local: SocketAddr, bytes: usize) {
+    let sock = socket2::SockRef::from(socket);
+    if let Err(e) = sock.set_recv_buffer_size(bytes) {
+        tracing::warn!(%local, bytes, error = %e, "cannot set the UDP receive buffer");
+        return;
+    }
+    let Ok(reported) = sock.recv_buffer_size() else {
+        return;
+    };
+    let granted = granted_receive_buffer(reported);
+    if granted < bytes {
+        tracing::warn!(
+            %local,
+            asked = bytes,
+            granted,
+            "UDP receive buffer capped by the kernel; raise net.core.rmem_max to absorb bursts"
+        );
+    } else {
+        tracing::debug!(%local, granted, "UDP receive buffer set");
+    }
+}
+
+/// The usable size behind SO_RCVBUF's reading: Linux reports twice what it
+/// granted (it counts its own bookkeeping).
+fn granted_receive_buffer(reported: usize) -> usize {
+    if cfg!(target_os = "linux") {
+        reported / 2
+    } else {
+        reported
+    }
+}
+
 /// Handle to the transports; cheap to clone.
 #[derive(Clone)]
 pub struct Transport {
@@ -209,6 +246,9 @@ impl Transport {
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("bind udp {addr}: {e}")))?;
             let local = s.local_addr()?;
+            if limits.udp_receive_buffer > 0 {
+                set_receive_buffer(&s, local, limits.udp_receive_buffer);
+            }
             let (out, queue) = mpsc::unbounded_channel();
             let socket = Arc::new(s);
             udp_queues.push((socket.clone(), queue));
@@ -310,5 +350,29 @@ impl Shared {
 
     fn next_conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn udp_sockets_get_the_receive_buffer_asked_for() {
+        let (tx, _rx) = mpsc::channel(8);
+        // Below the kernel's usual cap (net.core.rmem_max, 212992 by default).
+        let limits = Limits {
+            udp_receive_buffer: 150_000,
+            ..Limits::default()
+        };
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+        let t = Transport::bind(&[any], &[], limits, CoreInbox::single(tx))
+            .await
+            .expect("bind");
+        let reported = socket2::SockRef::from(&*t.shared.udp[0].socket)
+            .recv_buffer_size()
+            .expect("SO_RCVBUF");
+        assert_eq!(granted_receive_buffer(reported), 150_000);
+        t.shared.cancel.cancel();
     }
 }
