@@ -66,7 +66,13 @@ def stop(p):
             p.wait()
 
 
-def cleanup(*_):
+def terminated(*_):
+    """SIGTERM: stop the children and exit, rather than carry on."""
+    cleanup()
+    sys.exit(143)
+
+
+def cleanup():
     for p in CHILDREN:
         stop(p)
     # kamailio forks: make sure its workers are gone too
@@ -133,7 +139,9 @@ def start_kamailio(transport, uas_port):
     k_port = port()
     uas = f'"sip:{CORE}:{uas_port};transport={transport}"'
     p = spawn(["kamailio", "-DD", "-E", "-f", os.path.join(HERE, "kamailio.cfg"), "-A", f"UAS={uas}",
-               "-l", f"udp:{KAM}:{k_port}", "-l", f"tcp:{KAM}:{k_port}", "-m", "512", "-M", "32"])
+               "-l", f"udp:{KAM}:{k_port}", "-l", f"tcp:{KAM}:{k_port}", "-m", "512", "-M", "32",
+               # the same UDP receive buffer as the host's default (Kamailio probes up to this)
+               "-b", "4194304"])
     time.sleep(1.5)
     return p, f"{KAM}:{k_port}"
 
@@ -444,7 +452,7 @@ def escalation_load(calls):
     """Every call escalates: uac = legacy client doing REFER, uas = core (bob and the focus)."""
     uas, uas_port = start_uas("udp")
     host, addr = start_escalator("udp", uas_port, plugin=True)
-    for rate in (10, 50, 100, 200, 400, 800, 1600):
+    for rate in (10, 50, 100, 200, 400, 800, 1600, 2400, 3200, 4800):
         n = min(calls, rate * 4)
         ok, failed, elapsed, retransmissions = run_uac(addr, "udp", rate, n,
                                                        scenario=os.path.join(HERE, "legacy-uac.xml"))
@@ -480,7 +488,7 @@ def main():
     SHARDS = args.shards
     GENERATORS = ("sipp", "loadgen") if args.generator == "both" else (args.generator,)
     ARRIVALS = args.arrivals
-    signal.signal(signal.SIGTERM, cleanup)
+    signal.signal(signal.SIGTERM, terminated)
     for path in (BIN, LOADGEN):
         if not os.path.exists(path):
             sys.exit(f"{path} missing: cargo build --release -p escalator-host -p escalator-loadgen")

@@ -108,7 +108,7 @@ pub fn header_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// The header lines of `head` (start line excluded), folded continuation
+/// The lines of `head`, start line first, folded continuation
 /// lines joined to theirs with one space (RFC 3261 section 7.3.1). Borrowed
 /// unless a header is folded.
 fn header_lines(head: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, ParseError> {
@@ -416,6 +416,19 @@ mod tests {
         );
         assert_eq!(m.header("X-Unknown"), Some("kept , as is"));
         assert_eq!(&m.body[..], b"abcd", "bytes beyond Content-Length dropped");
+    }
+
+    #[test]
+    fn header_section_ends_at_the_first_blank_line() {
+        assert_eq!(header_end(b"A\r\nB: 1\r\n\r\nbody\r\n\r\n"), Some(11));
+        assert_eq!(header_end(b"A\nB: 1\n\nbody"), Some(8));
+        assert_eq!(
+            header_end(b"A\nB: 1\n\r\nbody"),
+            Some(9),
+            "bare LF, then CRLF"
+        );
+        assert_eq!(header_end(b"A\r\nB: 1\r\n"), None);
+        assert_eq!(header_end(b""), None);
     }
 
     #[test]
