@@ -14,6 +14,8 @@ pub const PLUGIN_GENERATION: &str = "escalator_plugin_generation";
 pub const CALLS_ACTIVE: &str = "escalator_calls_active";
 pub const TRANSACTIONS_ACTIVE: &str = "escalator_transactions_active";
 pub const MEMORY_TRIMS: &str = "escalator_memory_trims_total";
+/// Datagrams the kernel dropped on a full UDP receive buffer, per socket.
+pub const UDP_RECEIVE_DROPS: &str = "escalator_udp_receive_drops_total";
 /// From reading a message off the socket to the end of its handling in the
 /// core (parse, queue, transaction and dialog work, responses and forwards
 /// queued for sending): the host's own share of the per-hop delay.

@@ -112,6 +112,13 @@ fn run_serves_metrics_and_stops_on_sigterm() {
     let page = http_get(metrics, "/metrics").expect("metrics endpoint");
     assert!(page.contains("escalator_sip_parse_errors_total"), "{page}");
     assert!(page.contains("escalator_sip_messages_out_total"), "{page}");
+    #[cfg(target_os = "linux")]
+    assert!(
+        page.contains(&format!(
+            "escalator_udp_receive_drops_total{{local=\"127.0.0.1:{sip}\"}} 0"
+        )),
+        "kernel drops per UDP socket: {page}"
+    );
     let handled = page
         .lines()
         .find(|l| l.starts_with("escalator_inbound_handling_seconds_count"))

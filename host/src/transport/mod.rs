@@ -1,6 +1,8 @@
 //! UDP and TCP transports on tokio. Messages are framed and parsed in the I/O
 //! tasks (so parsing runs on every core) and handed to the core as events.
 
+#[cfg(target_os = "linux")]
+mod drops;
 mod inbox;
 mod tcp;
 mod udp;
@@ -283,6 +285,15 @@ impl Transport {
         }
         for (socket, queue) in udp_queues {
             tokio::spawn(udp::send_loop(shared.clone(), socket, queue));
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let inodes = shared
+                .udp
+                .iter()
+                .filter_map(|e| Some((e.local, drops::socket_inode(&*e.socket)?)))
+                .collect();
+            tokio::spawn(drops::export(inodes, shared.cancel.clone()));
         }
         for l in listeners {
             tokio::spawn(tcp::accept_loop(shared.clone(), l));

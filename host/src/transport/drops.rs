@@ -1,0 +1,104 @@
+//! Datagrams the kernel dropped because a UDP socket's receive buffer was
+//! full. Linux counts them per socket in `/proc/net/udp` and `udp6` (the
+//! last column), found by the socket's inode; the host exports them as
+//! `escalator_udp_receive_drops_total` so an operator sees bursts being
+//! lost without reading `/proc`.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+const TABLES: [&str; 2] = ["/proc/net/udp", "/proc/net/udp6"];
+const EVERY: Duration = Duration::from_secs(5);
+
+/// The inode that names `socket` in the kernel's socket tables.
+pub(super) fn socket_inode(socket: &impl AsRawFd) -> Option<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` for a valid descriptor and reports
+    // failure otherwise; the value is read only after success.
+    let st = unsafe {
+        if libc::fstat(socket.as_raw_fd(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    Some(st.st_ino)
+}
+
+/// The drop count of the socket with `inode` in one table's text.
+fn drops_in(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        if fields.get(9)?.parse::<u64>().ok()? != inode {
+            return None;
+        }
+        fields.get(12)?.parse().ok()
+    })
+}
+
+/// Datagrams dropped so far by the socket with `inode` (None: not found).
+pub(super) fn receive_drops(inode: u64) -> Option<u64> {
+    TABLES
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .find_map(|table| drops_in(&table, inode))
+}
+
+/// Publishes the drop count of each socket every few seconds.
+pub(super) async fn export(
+    sockets: Vec<(SocketAddr, u64)>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        for (local, inode) in &sockets {
+            if let Some(drops) = receive_drops(*inode) {
+                metrics::counter!(crate::metrics::UDP_RECEIVE_DROPS, "local" => local.to_string())
+                    .absolute(drops);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+     9087: 0200007F:4E2E 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 388531 2 0000000015075209 0\n\
+     9088: 0200007F:4E2F 00000000:0000 07 00000000:00034000 00:00000000 00000000     0        0 388532 2 0000000015075300 158\n";
+
+    #[test]
+    fn reads_the_drops_of_the_socket_named_by_its_inode() {
+        assert_eq!(drops_in(TABLE, 388531), Some(0));
+        assert_eq!(drops_in(TABLE, 388532), Some(158));
+        assert_eq!(drops_in(TABLE, 1), None);
+        assert_eq!(drops_in("header only\n", 388531), None);
+    }
+
+    #[test]
+    fn a_full_receive_buffer_shows_as_drops() {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+            .expect("socket");
+        sock.set_recv_buffer_size(4096).expect("small buffer");
+        sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().expect("literal").into())
+            .expect("bind");
+        let receiver: std::net::UdpSocket = sock.into();
+        let to = receiver.local_addr().expect("address");
+        let inode = socket_inode(&receiver).expect("inode");
+        assert_eq!(receive_drops(inode), Some(0));
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+        for _ in 0..200 {
+            sender.send_to(&[0u8; 1000], to).expect("send");
+        }
+        assert!(
+            receive_drops(inode).unwrap_or(0) > 0,
+            "nobody read: the kernel dropped"
+        );
+    }
+}
