@@ -402,30 +402,24 @@ mod tests {
 
     #[test]
     fn semantic_errors_name_the_key() {
-        let e = Config::parse("[core]\ntransport = \"sctp\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("core.transport"), "{e}");
-        let e = Config::parse("[listen]\ntcp = []\n[core]\ntransport = \"tcp\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("core.transport"), "{e}");
-        let e = Config::parse("[timers]\nt1_ms = 5000\nt2_ms = 100\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("timers"), "{e}");
-        let e = Config::parse("[core]\nsources = [\"nope\"]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("core.sources"), "{e}");
-        let e = Config::parse("[runtime]\nshards = 100000\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("runtime.shards"), "{e}");
-        let e = Config::parse("[listen]\nudp_receive_buffer = 4294967296\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("listen.udp_receive_buffer"), "{e}");
+        let cases = [
+            ("[core]\ntransport = \"sctp\"\n", "core.transport"),
+            (
+                "[listen]\ntcp = []\n[core]\ntransport = \"tcp\"\n",
+                "core.transport",
+            ),
+            ("[timers]\nt1_ms = 5000\nt2_ms = 100\n", "timers"),
+            ("[core]\nsources = [\"nope\"]\n", "core.sources"),
+            ("[runtime]\nshards = 100000\n", "runtime.shards"),
+            (
+                "[listen]\nudp_receive_buffer = 4294967296\n",
+                "listen.udp_receive_buffer",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
     }
 
     #[test]

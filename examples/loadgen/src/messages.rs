@@ -103,7 +103,7 @@ impl Client {
         let id = msg.call_id()?;
         let (head, rest) = id.strip_prefix("lg")?.split_once('-')?;
         let (run, _) = rest.split_once('@')?;
-        (run == self.run.to_string()).then_some(())?;
+        (run.parse::<u32>().ok()? == self.run).then_some(())?;
         head.parse().ok()
     }
 }
@@ -138,7 +138,6 @@ pub fn parse(datagram: &[u8]) -> Option<SipMessage> {
 }
 
 /// The server's answer to a request, if it sends one (not to ACK).
-/// `X-Call` of an INVITE is returned so the caller can time the call.
 pub fn answer(request: &SipMessage, local: SocketAddr) -> Option<Vec<u8>> {
     let method = request.method()?;
     let (status, reason) = match method {

@@ -64,14 +64,19 @@ impl Timeline {
     }
 }
 
+/// Index of the value below which a share `q` of `len` sorted values lie
+/// (nearest rank); `len` > 0.
+fn rank_index(q: f64, len: usize) -> usize {
+    ((q * len as f64).ceil() as usize).clamp(1, len) - 1
+}
+
 /// The value below which a share `q` of the values lie (nearest rank).
 pub fn percentile(values: &mut [Duration], q: f64) -> Option<Duration> {
     if values.is_empty() {
         return None;
     }
     values.sort_unstable();
-    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    Some(values[rank - 1])
+    Some(values[rank_index(q, values.len())])
 }
 
 /// How many events fell in each millisecond between the first and the last:
@@ -84,8 +89,7 @@ pub fn per_ms(ms: &[u64]) -> Option<(u64, u64, u64, f64)> {
     }
     let empty = counts.iter().filter(|c| **c == 0).count() as f64 / counts.len() as f64;
     counts.sort_unstable();
-    let at =
-        |q: f64| counts[((q * counts.len() as f64).ceil() as usize).clamp(1, counts.len()) - 1];
+    let at = |q: f64| counts[rank_index(q, counts.len())];
     Some((at(0.5), at(0.99), counts[counts.len() - 1], empty))
 }
 

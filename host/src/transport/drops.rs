@@ -37,12 +37,17 @@ fn drops_in(table: &str, inode: u64) -> Option<u64> {
     })
 }
 
-/// Datagrams dropped so far by the socket with `inode` (None: not found).
-pub(super) fn receive_drops(inode: u64) -> Option<u64> {
+/// The kernel's UDP socket tables as they are now.
+fn read_tables() -> Vec<String> {
     TABLES
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
-        .find_map(|table| drops_in(&table, inode))
+        .collect()
+}
+
+/// Datagrams dropped so far by the socket with `inode` (None: not found).
+fn receive_drops(tables: &[String], inode: u64) -> Option<u64> {
+    tables.iter().find_map(|table| drops_in(table, inode))
 }
 
 /// Publishes the drop count of each socket every few seconds.
@@ -56,8 +61,9 @@ pub(super) async fn export(
             _ = tick.tick() => {}
             _ = cancel.cancelled() => return,
         }
+        let tables = read_tables();
         for (local, inode) in &sockets {
-            if let Some(drops) = receive_drops(*inode) {
+            if let Some(drops) = receive_drops(&tables, *inode) {
                 metrics::counter!(crate::metrics::UDP_RECEIVE_DROPS, "local" => local.to_string())
                     .absolute(drops);
             }
@@ -91,13 +97,13 @@ mod tests {
         let receiver: std::net::UdpSocket = sock.into();
         let to = receiver.local_addr().expect("address");
         let inode = socket_inode(&receiver).expect("inode");
-        assert_eq!(receive_drops(inode), Some(0));
+        assert_eq!(receive_drops(&read_tables(), inode), Some(0));
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
         for _ in 0..200 {
             sender.send_to(&[0u8; 1000], to).expect("send");
         }
         assert!(
-            receive_drops(inode).unwrap_or(0) > 0,
+            receive_drops(&read_tables(), inode).unwrap_or(0) > 0,
             "nobody read: the kernel dropped"
         );
     }

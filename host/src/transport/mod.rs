@@ -288,12 +288,14 @@ impl Transport {
         }
         #[cfg(target_os = "linux")]
         {
-            let inodes = shared
+            let inodes: Vec<_> = shared
                 .udp
                 .iter()
                 .filter_map(|e| Some((e.local, drops::socket_inode(&*e.socket)?)))
                 .collect();
-            tokio::spawn(drops::export(inodes, shared.cancel.clone()));
+            if !inodes.is_empty() {
+                tokio::spawn(drops::export(inodes, shared.cancel.clone()));
+            }
         }
         for l in listeners {
             tokio::spawn(tcp::accept_loop(shared.clone(), l));
