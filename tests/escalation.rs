@@ -30,6 +30,11 @@ notify_user = true
     )
 }
 
+/// A policy under which alice is a capable client.
+fn capable_policy() -> String {
+    policy("").replace("^escalator-test-ua/alice", "^SomeOtherClient/")
+}
+
 /// A rig whose host runs the escalation plugin with `policy_text`.
 async fn rig_with(
     policy_text: &str,
@@ -116,6 +121,20 @@ async fn give_fresh_offer(rig: &mut Rig, s: &Established) -> anyhow::Result<SipM
 fn parts(invite: &SipMessage) -> Vec<multipart::Part> {
     multipart::split(&invite.body, invite.content_type().expect("content type"))
         .expect("multipart body")
+}
+
+/// alice's MESSAGE leaves on the conference dialog of `conf`.
+async fn message_reaches_the_conference(
+    rig: &mut Rig,
+    s: &mut Established,
+    conf: &SipMessage,
+) -> R {
+    let m =
+        s.a.request(&rig.alice, "MESSAGE", Some(("text/plain", "hi all")));
+    rig.alice.send(rig.host_for_alice, &m);
+    let (got, _) = rig.bob.expect_request("MESSAGE").await?;
+    assert_eq!(got.call_id(), conf.call_id());
+    Ok(())
 }
 
 /// Check that 1-to-1 session still works both ways.
@@ -481,7 +500,7 @@ async fn refer_passes_through(policy_text: &str) -> R {
 
 #[tokio::test]
 async fn capable_client_refer_is_passed_through() -> R {
-    refer_passes_through(&policy("").replace("^escalator-test-ua/alice", "^SomeOtherClient/")).await
+    refer_passes_through(&capable_policy()).await
 }
 
 #[tokio::test]
@@ -639,12 +658,7 @@ async fn reuse_offer_mode_sends_the_last_offer_then_reanchors_alice() -> R {
     rig.alice.expect_request("ACK").await?;
     let (frag, _) = take_notify(&mut rig, &s).await?;
     assert_eq!(frag, "SIP/2.0 200 OK");
-    let m =
-        s.a.request(&rig.alice, "MESSAGE", Some(("text/plain", "hi all")));
-    rig.alice.send(rig.host_for_alice, &m);
-    let (got, _) = rig.bob.expect_request("MESSAGE").await?;
-    assert_eq!(got.call_id(), conf.call_id());
-    Ok(())
+    message_reaches_the_conference(&mut rig, &mut s, &conf).await
 }
 
 #[tokio::test]
@@ -662,5 +676,104 @@ async fn a_failure_is_logged_with_its_reason() -> R {
         text.contains("escalation failed (conference-refused: 503"),
         "log line with the reason:\n{text}"
     );
+    Ok(())
+}
+
+/// Wire order: host → alice re-INVITE (no offer); alice → host 200 (offer),
+/// retransmitted while the conference is pending, and again after the
+/// host's ACK (the ACK crossed it, RFC 3261 §13.3.1.4). Each late 200 gets
+/// the same ACK again; nothing else happens: one conference INVITE, one
+/// final NOTIFY, and the session goes on in the conference.
+#[tokio::test]
+async fn a_200_to_the_offer_request_retransmitted_after_the_ack_gets_the_ack_again() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = rig.establish().await?;
+    let r = refer(&mut s, &rig, "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    rig.alice.expect_response(202).await?;
+    take_notify(&mut rig, &s).await?;
+    let (reinvite, _) = rig.alice.expect_request("INVITE").await?;
+    let ok = rig.alice.reply(
+        &reinvite,
+        200,
+        &s.a.local_tag,
+        Some(("application/sdp", FRESH_OFFER)),
+    );
+    rig.alice.send(rig.host_for_alice, &ok);
+    let (conf, _) = rig.bob.expect_request("INVITE").await?;
+    // Retransmitted before the ACK: absorbed, no second conference.
+    rig.alice.send(rig.host_for_alice, &ok);
+    rig.bob.expect_silence(Duration::from_millis(200)).await?;
+    rig.alice.expect_silence(Duration::from_millis(100)).await?;
+
+    let focus = rig.bob.accept_dialog(&conf, s.host);
+    rig.bob.send(
+        s.host,
+        &rig.bob.reply(
+            &conf,
+            200,
+            &focus.local_tag,
+            Some(("application/sdp", CONF_SDP)),
+        ),
+    );
+    rig.bob.expect_request("ACK").await?;
+    let (ack, _) = rig.alice.expect_request("ACK").await?;
+    assert_eq!(&ack.body[..], CONF_SDP.as_bytes());
+    let (frag, _) = take_notify(&mut rig, &s).await?;
+    assert_eq!(frag, "SIP/2.0 200 OK");
+
+    // Retransmitted after the ACK: the same ACK again (alice now shows
+    // retransmitted requests too).
+    rig.alice.absorb_retransmissions = false;
+    for _ in 0..2 {
+        rig.alice.send(rig.host_for_alice, &ok);
+        let (again, _) = rig.alice.expect_request("ACK").await?;
+        assert_eq!(
+            again.to_bytes(),
+            ack.to_bytes(),
+            "the same ACK, byte for byte"
+        );
+    }
+    rig.bob.expect_silence(Duration::from_millis(200)).await?;
+
+    // The session is in the conference.
+    message_reaches_the_conference(&mut rig, &mut s, &conf).await
+}
+
+/// Wire order: alice → host REFER (a capable client: relayed to bob);
+/// bob → host NOTIFY *before* its 202 (RFC 6665 §4.1.2.4 lets a NOTIFY
+/// overtake the response). The host relays both; alice gets the NOTIFY,
+/// her 200 reaches bob, and the 202 follows.
+#[tokio::test]
+async fn a_notify_before_the_202_of_a_relayed_refer_reaches_alice() -> R {
+    let mut rig = rig_with(&capable_policy(), |_| {}).await;
+    let mut s = rig.establish().await?;
+    let r = refer(&mut s, &rig, "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    let (got, _) = rig.bob.expect_request("REFER").await?;
+    let mut notify = s.b.request(
+        &rig.bob,
+        "NOTIFY",
+        Some(("message/sipfrag", "SIP/2.0 100 Trying")),
+    );
+    notify.push_header(
+        "Event",
+        format!("refer;id={}", got.cseq().map_or(0, |c| c.0)),
+    );
+    notify.push_header("Subscription-State", "active;expires=60");
+    rig.bob.send(s.host, &notify);
+    rig.bob
+        .send(s.host, &rig.bob.reply(&got, 202, &s.b.local_tag, None));
+
+    let (n, _) = rig.alice.expect_request("NOTIFY").await?;
+    assert_eq!(&n.body[..], b"SIP/2.0 100 Trying");
+    rig.alice.send(
+        rig.host_for_alice,
+        &rig.alice.reply(&n, 200, &s.a.local_tag, None),
+    );
+    let accepted = rig.alice.expect_response(202).await?;
+    assert_eq!(accepted.cseq(), r.cseq());
+    let ok = rig.bob.expect_response(200).await?;
+    assert_eq!(ok.cseq().map(|c| c.1), Some("NOTIFY".to_string()));
     Ok(())
 }

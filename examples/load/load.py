@@ -13,6 +13,10 @@ transaction-stateful proxy (kamailio.cfg), measured in the same run.
             paced calls (--arrivals poisson|even); both by default
   python3 examples/load/load.py --check 6000 --repeat 3   # pass/fail at one fixed rate
   (any mode) --shards N: the host's runtime.shards
+  (any mode) --baseline PATH: another escalator binary (e.g. the previous
+            commit built in a git worktree) measured beside this one, turn
+            about, in the same run
+  (any mode) --targets escalator,baseline,plugin,kamailio: which to measure
 
 Every SIPp run is bounded (-m calls, -timeout) and everything stays on
 127.0.0.0/8: client 127.0.0.1, host 127.0.0.2, core (uas) 127.0.0.3,
@@ -42,6 +46,8 @@ WORK = tempfile.mkdtemp(prefix="escalator-load-")
 PIN = False  # --pin: latency runs with the target alone on CPU 1
 SHARDS = 0  # --shards: the host's runtime.shards (0 = one per CPU)
 METRICS = {}  # escalator address -> its metrics endpoint
+BASELINE = None  # --baseline: another escalator binary measured beside BIN
+TARGETS = ("escalator", "baseline", "plugin", "kamailio")  # --targets
 GENERATORS = ("sipp", "loadgen")  # --generator: who makes the latency runs' calls
 ARRIVALS = "poisson"  # --arrivals: the loadgen's schedule
 CHILDREN = []
@@ -99,7 +105,7 @@ def start_uas(transport):
     return p, p_port
 
 
-def start_escalator(transport, uas_port, plugin=False, uas_extra_core=None):
+def start_escalator(transport, uas_port, plugin=False, binary=None):
     host_port = port()
     cfg = os.path.join(WORK, f"escalator-{host_port}.toml")
     text = (
@@ -114,7 +120,7 @@ def start_escalator(transport, uas_port, plugin=False, uas_extra_core=None):
                  f'policy = "{os.path.join(ROOT, "policies", "default.toml")}"\n')
     with open(cfg, "w") as f:
         f.write(text)
-    p = spawn([BIN, "run", "--config", cfg])
+    p = spawn([binary or BIN, "run", "--config", cfg])
     time.sleep(0.5)
     METRICS[f"{HOST}:{host_port}"] = f"http://{HOST}:{host_port + 1000}/metrics"
     return p, f"{HOST}:{host_port}"
@@ -322,11 +328,14 @@ def print_burstiness(per_ms):
 def target_starters(transport):
     """(name, start) for each target; start(next_hop_port) returns (process,
     address), the target sending its calls on to CORE:next_hop_port."""
-    return [
-        ("escalator", lambda p: start_escalator(transport, p)),
-        ("escalator + escalation plugin", lambda p: start_escalator(transport, p, plugin=True)),
-        ("kamailio (tm proxy)", lambda p: start_kamailio(transport, p)),
+    all_targets = [
+        ("escalator", "escalator", lambda p: start_escalator(transport, p)),
+        ("baseline", "escalator (baseline)", lambda p: start_escalator(transport, p, binary=BASELINE)),
+        ("plugin", "escalator + escalation plugin", lambda p: start_escalator(transport, p, plugin=True)),
+        ("kamailio", "kamailio (tm proxy)", lambda p: start_kamailio(transport, p)),
     ]
+    return [(name, start) for key, name, start in all_targets
+            if key in TARGETS and (key != "baseline" or BASELINE)]
 
 
 def latency_runs(name, start, rate, uas, uas_port, warm_up):
@@ -376,9 +385,14 @@ def capacity(transports):
             print(f"| {transport} | {name} | {max_rate} | {half} | {gen} | {p50:.3f} | {p99:.3f} "
                   f"| {own[0]:.3f} | {own[1]:.3f} |")
     for transport in transports:
-        rows = {r[1]: r for r in results if r[0] == transport}
-        e, k, p = rows["escalator"][2], rows["kamailio (tm proxy)"][2], rows["escalator + escalation plugin"][2]
-        print(f"{transport}: escalator / kamailio = {e / k:.2f}; with plugin / without = {p / e:.2f}")
+        rows = {r[1]: r[2] for r in results if r[0] == transport}
+        e = rows.get("escalator")
+        for other, label in (("kamailio (tm proxy)", "escalator / kamailio"),
+                             ("escalator (baseline)", "escalator / baseline"),
+                             ("escalator + escalation plugin", "with plugin / without")):
+            if e and rows.get(other):
+                ratio = rows[other] / e if other.endswith("plugin") else e / rows[other]
+                print(f"{transport}: {label} = {ratio:.2f}")
 
 
 def latency_only(rate):
@@ -482,14 +496,20 @@ def main():
                     help="latency runs: SIPp (bursty), escalator-loadgen (paced), or both (default)")
     ap.add_argument("--arrivals", choices=["poisson", "even"], default="poisson",
                     help="escalator-loadgen's schedule (default poisson)")
+    ap.add_argument("--baseline", metavar="PATH",
+                    help="another escalator binary, measured beside this one in the same run")
+    ap.add_argument("--targets", default=",".join(TARGETS),
+                    help="comma-separated: escalator,baseline,plugin,kamailio (default all)")
     args = ap.parse_args()
-    global PIN, SHARDS, GENERATORS, ARRIVALS
+    global PIN, SHARDS, GENERATORS, ARRIVALS, BASELINE, TARGETS
+    BASELINE = os.path.abspath(args.baseline) if args.baseline else None
+    TARGETS = tuple(t.strip() for t in args.targets.split(","))
     PIN = args.pin
     SHARDS = args.shards
     GENERATORS = ("sipp", "loadgen") if args.generator == "both" else (args.generator,)
     ARRIVALS = args.arrivals
     signal.signal(signal.SIGTERM, terminated)
-    for path in (BIN, LOADGEN):
+    for path in (BIN, LOADGEN) + ((BASELINE,) if BASELINE else ()):
         if not os.path.exists(path):
             sys.exit(f"{path} missing: cargo build --release -p escalator-host -p escalator-loadgen")
     try:

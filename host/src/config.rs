@@ -107,6 +107,11 @@ pub struct ListenConfig {
     /// and only retransmissions recover it; the kernel caps the size at
     /// `net.core.rmem_max`, and the host warns when it does.
     pub udp_receive_buffer: usize,
+    /// Sockets per UDP listen address, each read by its own loop (Linux,
+    /// `SO_REUSEPORT`): one peer's datagrams always reach the same loop and
+    /// keep their order; peers are read in parallel. Absent: one per CPU,
+    /// at most 8.
+    pub udp_receivers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,6 +176,7 @@ impl Default for ListenConfig {
             udp: vec![a],
             tcp: vec![a],
             udp_receive_buffer: 4 << 20,
+            udp_receivers: None,
         }
     }
 }
@@ -292,6 +298,13 @@ impl Config {
                 "must be at most 1073741824 bytes (0: the kernel's default)",
             ));
         }
+        if self
+            .listen
+            .udp_receivers
+            .is_some_and(|n| !(1..=64).contains(&n))
+        {
+            return Err(invalid("listen.udp_receivers", "must be 1..=64"));
+        }
         if self.limits.max_headers < 16 {
             return Err(invalid("limits.max_headers", "must be at least 16"));
         }
@@ -370,6 +383,7 @@ impl Config {
             max_message_bytes: self.limits.max_message_bytes,
             max_headers: self.limits.max_headers,
             udp_receive_buffer: self.listen.udp_receive_buffer,
+            udp_receivers: self.listen.udp_receivers,
         }
     }
 }
@@ -415,6 +429,7 @@ mod tests {
                 "[listen]\nudp_receive_buffer = 4294967296\n",
                 "listen.udp_receive_buffer",
             ),
+            ("[listen]\nudp_receivers = 0\n", "listen.udp_receivers"),
         ];
         for (text, key) in cases {
             let e = Config::parse(text).unwrap_err().to_string();

@@ -50,7 +50,8 @@ fn receive_drops(tables: &[String], inode: u64) -> Option<u64> {
     tables.iter().find_map(|table| drops_in(table, inode))
 }
 
-/// Publishes the drop count of each socket every few seconds.
+/// Publishes, every few seconds, the drops of each listen address: the sum
+/// over the sockets that serve it (a `SO_REUSEPORT` group, see `udp`).
 pub(super) async fn export(
     sockets: Vec<(SocketAddr, u64)>,
     cancel: tokio_util::sync::CancellationToken,
@@ -61,14 +62,25 @@ pub(super) async fn export(
             _ = tick.tick() => {}
             _ = cancel.cancelled() => return,
         }
-        let tables = read_tables();
-        for (local, inode) in &sockets {
-            if let Some(drops) = receive_drops(&tables, *inode) {
-                metrics::counter!(crate::metrics::UDP_RECEIVE_DROPS, "local" => local.to_string())
-                    .absolute(drops);
-            }
+        for (local, drops) in drops_per_address(&read_tables(), &sockets) {
+            metrics::counter!(crate::metrics::UDP_RECEIVE_DROPS, "local" => local.to_string())
+                .absolute(drops);
         }
     }
+}
+
+/// Drops summed per listen address over its sockets found in `tables`.
+fn drops_per_address(
+    tables: &[String],
+    sockets: &[(SocketAddr, u64)],
+) -> std::collections::BTreeMap<SocketAddr, u64> {
+    let mut sums = std::collections::BTreeMap::new();
+    for (local, inode) in sockets {
+        if let Some(drops) = receive_drops(tables, *inode) {
+            *sums.entry(*local).or_insert(0) += drops;
+        }
+    }
+    sums
 }
 
 #[cfg(test)]
@@ -85,6 +97,16 @@ mod tests {
         assert_eq!(drops_in(TABLE, 388532), Some(158));
         assert_eq!(drops_in(TABLE, 1), None);
         assert_eq!(drops_in("header only\n", 388531), None);
+    }
+
+    #[test]
+    fn drops_are_summed_over_the_sockets_of_one_address() {
+        let a: SocketAddr = "127.0.0.2:20014".parse().expect("literal");
+        let b: SocketAddr = "127.0.0.2:20015".parse().expect("literal");
+        let tables = [TABLE.to_string()];
+        let sums = drops_per_address(&tables, &[(a, 388531), (a, 388532), (b, 388531), (b, 7)]);
+        assert_eq!(sums.get(&a), Some(&158));
+        assert_eq!(sums.get(&b), Some(&0));
     }
 
     #[test]

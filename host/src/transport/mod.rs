@@ -112,6 +112,9 @@ pub struct Limits {
     pub max_headers: usize,
     /// SO_RCVBUF asked for each UDP socket (0: the kernel's default).
     pub udp_receive_buffer: usize,
+    /// Sockets (each with its receive loop) per UDP listen address; None:
+    /// one per CPU, at most 8. See [`udp::bind_group`].
+    pub udp_receivers: Option<usize>,
 }
 
 impl Default for Limits {
@@ -120,6 +123,7 @@ impl Default for Limits {
             max_message_bytes: 64 * 1024,
             max_headers: 256,
             udp_receive_buffer: 0,
+            udp_receivers: None,
         }
     }
 }
@@ -175,10 +179,9 @@ struct Conns {
     by_remote: HashMap<SocketAddr, ConnId>,
 }
 
-/// A UDP socket, its address (read once at bind time), and the queue of its
+/// A UDP listen address (read once at bind time) and the queue of its
 /// sender task: the core never makes a send syscall itself.
 pub(crate) struct UdpEndpoint {
-    socket: Arc<UdpSocket>,
     local: SocketAddr,
     out: mpsc::UnboundedSender<(Bytes, SocketAddr, Option<u64>)>,
 }
@@ -191,40 +194,6 @@ pub(crate) struct Shared {
     events: CoreInbox,
     limits: Limits,
     cancel: CancellationToken,
-}
-
-/// Asks for a receive buffer of `bytes`, so a burst waits in the kernel
-/// rather than being dropped. Failing that is worth a warning, not a stop.
-fn set_receive_buffer(socket: &UdpSocket, local: SocketAddr, bytes: usize) {
-    let sock = socket2::SockRef::from(socket);
-    if let Err(e) = sock.set_recv_buffer_size(bytes) {
-        tracing::warn!(%local, bytes, error = %e, "cannot set the UDP receive buffer");
-        return;
-    }
-    let Ok(reported) = sock.recv_buffer_size() else {
-        return;
-    };
-    let granted = granted_receive_buffer(reported);
-    if granted < bytes {
-        tracing::warn!(
-            %local,
-            asked = bytes,
-            granted,
-            "UDP receive buffer capped by the kernel; raise net.core.rmem_max to absorb bursts"
-        );
-    } else {
-        tracing::debug!(%local, granted, "UDP receive buffer set");
-    }
-}
-
-/// The usable size behind SO_RCVBUF's reading: Linux reports twice what it
-/// granted (it counts its own bookkeeping).
-fn granted_receive_buffer(reported: usize) -> usize {
-    if cfg!(target_os = "linux") {
-        reported / 2
-    } else {
-        reported
-    }
 }
 
 /// Handle to the transports; cheap to clone.
@@ -241,20 +210,19 @@ impl Transport {
         limits: Limits,
         events: CoreInbox,
     ) -> std::io::Result<Transport> {
+        let receivers = limits.udp_receivers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
+        });
         let mut udp_sockets = Vec::new();
-        let mut udp_queues = Vec::new();
+        let mut udp_groups = Vec::new();
         for addr in udp {
-            let s = UdpSocket::bind(addr)
-                .await
+            let group = udp::bind_group(*addr, receivers, limits.udp_receive_buffer)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("bind udp {addr}: {e}")))?;
-            let local = s.local_addr()?;
-            if limits.udp_receive_buffer > 0 {
-                set_receive_buffer(&s, local, limits.udp_receive_buffer);
-            }
+            let local = group[0].local_addr()?;
             let (out, queue) = mpsc::unbounded_channel();
-            let socket = Arc::new(s);
-            udp_queues.push((socket.clone(), queue));
-            udp_sockets.push(UdpEndpoint { socket, local, out });
+            let group: Vec<Arc<UdpSocket>> = group.into_iter().map(Arc::new).collect();
+            udp_sockets.push(UdpEndpoint { local, out });
+            udp_groups.push((group, local, queue));
         }
         let mut listeners = Vec::new();
         for addr in tcp {
@@ -275,27 +243,22 @@ impl Transport {
             limits,
             cancel: CancellationToken::new(),
         });
-        // Several receive loops per UDP socket, so datagrams are parsed on
-        // every core. UDP promises no order; the transaction layer copes.
-        let receivers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
-        for e in &shared.udp {
-            for _ in 0..receivers {
-                tokio::spawn(udp::receive_loop(shared.clone(), e.socket.clone(), e.local));
+        // One receive loop per socket of a group: each peer is read by one
+        // loop, in arrival order; peers are spread over the loops.
+        #[cfg(target_os = "linux")]
+        let mut inodes = Vec::new();
+        for (group, local, queue) in udp_groups {
+            for socket in &group {
+                #[cfg(target_os = "linux")]
+                inodes.extend(drops::socket_inode(&**socket).map(|i| (local, i)));
+                tokio::spawn(udp::receive_loop(shared.clone(), socket.clone(), local));
             }
-        }
-        for (socket, queue) in udp_queues {
-            tokio::spawn(udp::send_loop(shared.clone(), socket, queue));
+            // Sends leave through the group's first socket (same address).
+            tokio::spawn(udp::send_loop(shared.clone(), group[0].clone(), queue));
         }
         #[cfg(target_os = "linux")]
-        {
-            let inodes: Vec<_> = shared
-                .udp
-                .iter()
-                .filter_map(|e| Some((e.local, drops::socket_inode(&*e.socket)?)))
-                .collect();
-            if !inodes.is_empty() {
-                tokio::spawn(drops::export(inodes, shared.cancel.clone()));
-            }
+        if !inodes.is_empty() {
+            tokio::spawn(drops::export(inodes, shared.cancel.clone()));
         }
         for l in listeners {
             tokio::spawn(tcp::accept_loop(shared.clone(), l));
@@ -363,29 +326,5 @@ impl Shared {
 
     fn next_conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-#[cfg(all(test, target_os = "linux"))]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn udp_sockets_get_the_receive_buffer_asked_for() {
-        let (tx, _rx) = mpsc::channel(8);
-        // Below the kernel's usual cap (net.core.rmem_max, 212992 by default).
-        let limits = Limits {
-            udp_receive_buffer: 150_000,
-            ..Limits::default()
-        };
-        let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
-        let t = Transport::bind(&[any], &[], limits, CoreInbox::single(tx))
-            .await
-            .expect("bind");
-        let reported = socket2::SockRef::from(&*t.shared.udp[0].socket)
-            .recv_buffer_size()
-            .expect("SO_RCVBUF");
-        assert_eq!(granted_receive_buffer(reported), 150_000);
-        t.shared.cancel.cancel();
     }
 }

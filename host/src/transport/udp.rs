@@ -1,13 +1,108 @@
+//! UDP: binding a listen address, the receive loops and the send loop.
+//!
+//! Order: UDP itself promises none, but the host must not add reordering of
+//! its own (a CANCEL handled before its INVITE, a BYE before the ACK, two
+//! NOTIFYs swapped). A listen address is served by a group of sockets bound
+//! with `SO_REUSEPORT` (Linux), one receive loop each: the kernel hashes a
+//! datagram's addresses and ports to pick the socket, so all datagrams of
+//! one peer are read by one loop, in arrival order, and handed to the core
+//! in that order, while different peers are read and parsed in parallel.
+
 use super::{parse_inbound, Inbound, Proto, Shared, Target, TransportEvent};
 use bytes::Bytes;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 
-pub(super) async fn receive_loop(
-    shared: Arc<Shared>,
-    socket: Arc<UdpSocket>,
-    local: std::net::SocketAddr,
-) {
+/// Binds `addr` for receiving with `count` sockets (see the module doc),
+/// each asking for a receive buffer of `receive_buffer` bytes (0: the
+/// kernel's default). Fails like a plain bind when the address is taken,
+/// even by sockets that allow sharing it: a host started twice must not
+/// quietly split a port with the first one.
+pub(super) fn bind_group(
+    addr: SocketAddr,
+    count: usize,
+    receive_buffer: usize,
+) -> io::Result<Vec<UdpSocket>> {
+    // A plain bind first: it conflicts with any socket on the address
+    // (SO_REUSEPORT ones included) and picks the port when `addr` has none.
+    let probe = std::net::UdpSocket::bind(addr)?;
+    #[cfg(target_os = "linux")]
+    let sockets = if count > 1 {
+        let local = probe.local_addr()?;
+        drop(probe);
+        (0..count)
+            .map(|_| shared_socket(local))
+            .collect::<io::Result<Vec<_>>>()?
+    } else {
+        vec![probe]
+    };
+    // Elsewhere SO_REUSEPORT does not spread one address's datagrams by
+    // peer: one socket, one loop.
+    #[cfg(not(target_os = "linux"))]
+    let sockets = {
+        let _ = count;
+        vec![probe]
+    };
+    sockets
+        .into_iter()
+        .map(|s| {
+            s.set_nonblocking(true)?;
+            if receive_buffer > 0 {
+                set_receive_buffer(&s, receive_buffer);
+            }
+            UdpSocket::from_std(s)
+        })
+        .collect()
+}
+
+/// A socket bound to `local` with `SO_REUSEPORT`, one of a group.
+#[cfg(target_os = "linux")]
+fn shared_socket(local: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    s.bind(&local.into())?;
+    Ok(s.into())
+}
+
+/// Asks for a receive buffer of `bytes`, so a burst waits in the kernel
+/// rather than being dropped. Failing that is worth a warning, not a stop.
+fn set_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) {
+    let local = socket.local_addr().ok();
+    let sock = socket2::SockRef::from(socket);
+    if let Err(e) = sock.set_recv_buffer_size(bytes) {
+        tracing::warn!(?local, bytes, error = %e, "cannot set the UDP receive buffer");
+        return;
+    }
+    let Ok(reported) = sock.recv_buffer_size() else {
+        return;
+    };
+    let granted = granted_receive_buffer(reported);
+    if granted < bytes {
+        tracing::warn!(
+            ?local,
+            asked = bytes,
+            granted,
+            "UDP receive buffer capped by the kernel; raise net.core.rmem_max to absorb bursts"
+        );
+    } else {
+        tracing::debug!(?local, granted, "UDP receive buffer set");
+    }
+}
+
+/// The usable size behind SO_RCVBUF's reading: Linux reports twice what it
+/// granted (it counts its own bookkeeping).
+pub(super) fn granted_receive_buffer(reported: usize) -> usize {
+    if cfg!(target_os = "linux") {
+        reported / 2
+    } else {
+        reported
+    }
+}
+
+pub(super) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: SocketAddr) {
     let mut buf = vec![0u8; 65536];
     loop {
         let (n, from) = tokio::select! {
@@ -91,5 +186,41 @@ pub(super) async fn send_loop(
             tracing::warn!(%target, error = %e, "udp send failed");
             shared.report_failure(target, token);
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn any() -> SocketAddr {
+        "127.0.0.1:0".parse().expect("literal")
+    }
+
+    #[tokio::test]
+    async fn a_group_shares_one_address_and_each_socket_gets_the_buffer() {
+        // Below the kernel's usual cap (net.core.rmem_max, 212992 by default).
+        let group = bind_group(any(), 3, 150_000).expect("bind");
+        assert_eq!(group.len(), 3);
+        let local = group[0].local_addr().expect("address");
+        assert_ne!(local.port(), 0);
+        for s in &group {
+            assert_eq!(s.local_addr().expect("address"), local);
+            let reported = socket2::SockRef::from(s)
+                .recv_buffer_size()
+                .expect("SO_RCVBUF");
+            assert_eq!(granted_receive_buffer(reported), 150_000);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_address_in_use_is_refused_even_by_a_group() {
+        let first = bind_group(any(), 2, 0).expect("bind");
+        let taken = first[0].local_addr().expect("address");
+        let err = bind_group(taken, 2, 0).expect_err("the address is taken");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let plain = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let err = bind_group(plain.local_addr().expect("address"), 2, 0).expect_err("taken");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 }
