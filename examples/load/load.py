@@ -17,6 +17,7 @@ transaction-stateful proxy (kamailio.cfg), measured in the same run.
             commit built in a git worktree) measured beside this one, turn
             about, in the same run
   (any mode) --targets escalator,baseline,plugin,kamailio: which to measure
+  (any mode) --binary PATH: the escalator binary (default target/release/escalator)
 
 Every SIPp run is bounded (-m calls, -timeout) and everything stays on
 127.0.0.0/8: client 127.0.0.1, host 127.0.0.2, core (uas) 127.0.0.3,
@@ -479,6 +480,7 @@ def escalation_load(calls):
 
 
 def main():
+    global PIN, SHARDS, GENERATORS, ARRIVALS, BASELINE, TARGETS, BIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--transport", action="append", choices=["udp", "tcp"])
     ap.add_argument("--memory", action="append", type=int, metavar="CALLS")
@@ -498,10 +500,12 @@ def main():
                     help="escalator-loadgen's schedule (default poisson)")
     ap.add_argument("--baseline", metavar="PATH",
                     help="another escalator binary, measured beside this one in the same run")
+    ap.add_argument("--binary", metavar="PATH", default=BIN,
+                    help="the escalator binary to measure (default target/release/escalator)")
     ap.add_argument("--targets", default=",".join(TARGETS),
                     help="comma-separated: escalator,baseline,plugin,kamailio (default all)")
     args = ap.parse_args()
-    global PIN, SHARDS, GENERATORS, ARRIVALS, BASELINE, TARGETS
+    BIN = os.path.abspath(args.binary)
     BASELINE = os.path.abspath(args.baseline) if args.baseline else None
     TARGETS = tuple(t.strip() for t in args.targets.split(","))
     PIN = args.pin
