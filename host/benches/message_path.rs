@@ -61,7 +61,7 @@ fn forward_invite(raw: &[u8]) -> Bytes {
         last_offer: None,
         last_answer: None,
     };
-    let mut out = leg_b.new_request("INVITE");
+    let mut out = leg_b.new_request(&escalator_host::sip::Method::Invite);
     copy_end_to_end(&req, &mut out, false);
     leg_b.record_sdp(&out);
     out.headers.insert(

@@ -24,10 +24,7 @@ const PER_LEG: &[&str] = &[
 /// Methods whose requests and 1xx/2xx responses carry our Contact (they set
 /// or refresh the remote target). For others a Contact passes through.
 pub fn sets_target(method: &str) -> bool {
-    matches!(
-        method,
-        "INVITE" | "UPDATE" | "SUBSCRIBE" | "NOTIFY" | "REFER"
-    )
+    crate::sip::Method::parse(method).sets_target()
 }
 
 /// Copy end-to-end headers and the body byte for byte. `keep_contact` copies

@@ -6,15 +6,16 @@
 //! [`shard`] of the calls).
 
 pub mod admin;
-pub mod b2bua;
 pub mod compaction;
 pub mod config;
 pub mod core;
+pub use entities::dialog;
 pub mod demo;
-pub mod dialog;
+pub mod entities;
 pub mod forward;
 pub mod host;
 pub mod logging;
+pub mod logic;
 pub mod memory;
 pub mod metrics;
 pub mod plugins;

@@ -8,8 +8,10 @@
 pub mod framing;
 pub mod header;
 pub mod message;
+pub mod method;
 pub mod uri;
 
 pub use header::{NameAddr, Via};
 pub use message::{Header, ParseError, SipMessage, StartLine};
+pub use method::Method;
 pub use uri::SipUri;

@@ -225,6 +225,11 @@ impl SipMessage {
         }
     }
 
+    /// The method of a request, typed.
+    pub fn request_method(&self) -> Option<crate::Method> {
+        self.method().map(crate::Method::parse)
+    }
+
     pub fn request_uri(&self) -> Option<&str> {
         match &self.start {
             StartLine::Request { uri, .. } => Some(uri),
@@ -297,6 +302,11 @@ impl SipMessage {
 
     pub fn cseq(&self) -> Option<(u32, String)> {
         crate::header::parse_cseq(self.header("CSeq")?)
+    }
+
+    /// The method named in CSeq, typed (a response's request method).
+    pub fn cseq_method(&self) -> Option<crate::Method> {
+        self.cseq().map(|(_, m)| crate::Method::parse(&m))
     }
 
     pub fn top_via(&self) -> Option<crate::Via> {

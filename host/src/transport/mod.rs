@@ -22,7 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Proto {
     Udp,
     Tcp,
@@ -62,7 +62,7 @@ pub type ConnId = u64;
 
 /// Where a message came from, or where one is to be sent. For TCP, `conn`
 /// names the connection (responses go back on the connection of the request).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     pub proto: Proto,
     pub addr: SocketAddr,
@@ -72,6 +72,29 @@ pub struct Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.proto, self.addr)
+    }
+}
+
+/// The host's listening addresses per transport.
+#[derive(Debug, Clone, Default)]
+pub struct LocalAddrs {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+}
+
+impl LocalAddrs {
+    /// The address to advertise (Via, Contact) toward `remote`: one of the
+    /// same family when there is one.
+    pub fn for_remote(&self, proto: Proto, remote: SocketAddr) -> Option<SocketAddr> {
+        let addrs = match proto {
+            Proto::Udp => &self.udp,
+            Proto::Tcp => &self.tcp,
+        };
+        addrs
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .or_else(|| addrs.first().copied())
     }
 }
 
@@ -274,23 +297,18 @@ impl Transport {
         self.shared.tcp_local.clone()
     }
 
+    /// The listening addresses, as a plain value (for the layers that build
+    /// Via and Contact without doing I/O).
+    pub fn local_addrs(&self) -> LocalAddrs {
+        LocalAddrs {
+            udp: self.udp_addrs(),
+            tcp: self.tcp_addrs(),
+        }
+    }
+
     /// The listening address to advertise (Via, Contact) toward `remote`.
     pub fn local_addr_for(&self, proto: Proto, remote: SocketAddr) -> Option<SocketAddr> {
-        let family = |a: &SocketAddr| a.is_ipv4() == remote.is_ipv4();
-        match proto {
-            Proto::Udp => {
-                let addrs = || self.shared.udp.iter().map(|e| e.local);
-                addrs().find(family).or_else(|| addrs().next())
-            }
-            Proto::Tcp => {
-                let addrs = &self.shared.tcp_local;
-                addrs
-                    .iter()
-                    .copied()
-                    .find(family)
-                    .or_else(|| addrs.first().copied())
-            }
-        }
+        self.local_addrs().for_remote(proto, remote)
     }
 
     pub fn supports(&self, proto: Proto) -> bool {

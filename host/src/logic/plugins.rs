@@ -1,14 +1,27 @@
-//! The plugin side of the core: hooks on requests and responses, the
+//! The plugins in the logic: hooks on requests and responses, the
 //! call-control actions plugins ask for, and the events that report back.
-//! A plugin that fails (error, panic, undecodable answer) is treated as if it
-//! had said "continue"; see [`crate::plugins::PluginSlot`].
+//! Ids cross the plugin API as numbers (0 = none there only). A plugin that
+//! fails (error, panic, undecodable answer) is treated as if it had said
+//! "continue"; see [`crate::plugins::PluginSlot`].
 
-use super::*;
-use crate::plugins::SlotError;
+use super::{B2bua, LogicTimer};
+use crate::entities::dialog::Dialog;
+use crate::entities::ids::{CallRef, ClientTxId, LegId, ServerTxId};
+use crate::entities::leg::{LegEvent, LegState, Role};
+use crate::entities::table::ClientKind;
+use crate::entities::{ClientInfo, LegRequest};
+use crate::forward::{contact_uri, without_tag};
+use crate::plugins::{PluginSet, SlotError};
+use crate::sip::{Method, SipMessage};
+use crate::transport::Target;
+use bytes::Bytes;
 use escalator_plugin_api::{
-    Action, Body, Decision, Event, HookInput, LegRole, LogLevel, MessageContext, MetricKind,
-    PeerInfo,
+    Action, Body, Decision, Event, HookInput, HookKind, LegRole, LogLevel, MessageContext,
+    MetricKind, PeerInfo,
 };
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info, warn};
 
 /// Who asked for something: a plugin of a set, and the token it chose.
 #[derive(Clone)]
@@ -19,14 +32,42 @@ pub(super) struct PluginRef {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum HookOutcome {
+pub enum HookOutcome {
     Continue,
     Handled,
 }
 
-impl Core {
+impl B2bua {
+    /// Let the plugins see a new request; they may take it over or add headers.
+    pub(super) fn offer_request_to_plugins(&mut self, sid: ServerTxId) -> HookOutcome {
+        let Some(e) = self.entities.server(sid) else {
+            return HookOutcome::Continue;
+        };
+        let Some(mut req) = e.request.clone() else {
+            return HookOutcome::Continue;
+        };
+        let source = e.source.clone();
+        let leg = match (req.call_id(), req.to_tag()) {
+            (Some(c), Some(t)) => self.entities.calls().find(c, &t),
+            _ => None,
+        };
+        let outcome = self.run_hooks(HookKind::Request, leg, Some(sid), &mut req, &source);
+        match outcome {
+            HookOutcome::Handled => {
+                let due = self.entities.settings().timers.t64();
+                self.schedule(LogicTimer::PluginAnswerDue(sid), due);
+            }
+            HookOutcome::Continue => {
+                if let Some(e) = self.entities.server_mut(sid) {
+                    e.request = Some(req);
+                }
+            }
+        }
+        outcome
+    }
+
     fn set_for(&self, leg: Option<LegId>) -> Arc<PluginSet> {
-        leg.and_then(|l| self.model.leg(l))
+        leg.and_then(|l| self.entities.calls().leg(l))
             .and_then(|l| self.call_plugins.get(&l.call))
             .cloned()
             .unwrap_or_else(|| self.plugins.clone())
@@ -35,23 +76,23 @@ impl Core {
     fn context(
         &self,
         leg: Option<LegId>,
-        transaction: Option<u64>,
+        transaction: Option<ServerTxId>,
         msg: &SipMessage,
         source: &Target,
     ) -> MessageContext {
         let mut c = MessageContext {
-            transaction,
+            transaction: transaction.map(|t| t.0),
             user_agent: msg.header("User-Agent").map(str::to_string),
             source: source.to_string(),
             from_core: self.settings.router.from_core(source),
             ..Default::default()
         };
-        match leg.and_then(|l| self.model.leg(l)) {
+        match leg.and_then(|l| self.entities.calls().leg(l)) {
             Some(l) => {
                 let d = &l.dialog;
-                c.call = l.call;
-                c.leg = l.id;
-                c.peer_leg = l.peer;
+                c.call = l.call.0;
+                c.leg = l.id.0;
+                c.peer_leg = l.peer.map(|p| p.0);
                 c.role = Some(match l.role {
                     Role::Uas => LegRole::Uas,
                     Role::Uac => LegRole::Uac,
@@ -65,13 +106,16 @@ impl Core {
                 c.last_offer = d.last_offer.as_ref().map(|b| b.to_vec());
                 c.last_answer = d.last_answer.as_ref().map(|b| b.to_vec());
                 c.in_dialog = true;
-                c.peer = l.peer.and_then(|p| self.model.leg(p)).map(|p| PeerInfo {
-                    call_id: p.dialog.call_id.clone(),
-                    local_tag: p.dialog.local_tag.clone(),
-                    remote_tag: p.dialog.remote_tag.clone(),
-                    local_uri: p.dialog.local_uri.to_string(),
-                    remote_uri: p.dialog.remote_uri.to_string(),
-                });
+                c.peer = l
+                    .peer
+                    .and_then(|p| self.entities.calls().leg(p))
+                    .map(|p| PeerInfo {
+                        call_id: p.dialog.call_id.clone(),
+                        local_tag: p.dialog.local_tag.clone(),
+                        remote_tag: p.dialog.remote_tag.clone(),
+                        local_uri: p.dialog.local_uri.to_string(),
+                        remote_uri: p.dialog.remote_uri.to_string(),
+                    });
             }
             None => {
                 c.call_id = msg.call_id().unwrap_or_default().to_string();
@@ -90,7 +134,7 @@ impl Core {
         &mut self,
         kind: HookKind,
         leg: Option<LegId>,
-        transaction: Option<u64>,
+        transaction: Option<ServerTxId>,
         msg: &mut SipMessage,
         source: &Target,
     ) -> HookOutcome {
@@ -151,7 +195,7 @@ impl Core {
 
     pub(super) fn call_ended(&mut self, set: &Arc<PluginSet>, call: CallRef) {
         for index in 0..set.plugins.len() {
-            self.deliver_event(set, index, Event::CallEnded { call });
+            self.deliver_event(set, index, Event::CallEnded { call: call.0 });
         }
     }
 
@@ -176,33 +220,30 @@ impl Core {
                     reason,
                     headers,
                     body,
-                } => self.plugin_respond(transaction, status, &reason, headers, body),
+                } => self.plugin_respond(ServerTxId(transaction), status, &reason, headers, body),
                 Action::SendRequest {
                     leg,
                     method,
                     headers,
                     body,
                     token,
-                } => self.plugin_send(by(token), leg, &method, headers, body),
+                } => self.plugin_send(by(token), LegId(leg), &method, headers, body),
                 Action::CreateLeg {
                     call,
                     invite,
                     target,
                     token,
-                } => self.plugin_create_leg(by(token), call, &invite, target.as_deref()),
+                } => self.plugin_create_leg(by(token), CallRef(call), &invite, target.as_deref()),
                 Action::Pair { a, b } => {
-                    if !self.model.pair(a, b) {
+                    if !self.entities.calls_mut().pair(LegId(a), LegId(b)) {
                         warn!(plugin = %name, a, b, "cannot pair: unknown leg");
                     }
                 }
-                Action::Release { leg, send_bye } => self.plugin_release(leg, send_bye),
-                Action::SetTimer { token, after_ms } => {
-                    self.next_plugin_timer += 1;
-                    let id = self.next_plugin_timer;
-                    self.plugin_timers.insert(id, by(token));
-                    self.timers
-                        .schedule(TimerKey::Plugin(id), Duration::from_millis(after_ms));
-                }
+                Action::Release { leg, send_bye } => self.plugin_release(LegId(leg), send_bye),
+                Action::SetTimer { token, after_ms } => self.schedule(
+                    LogicTimer::Plugin(by(token)),
+                    Duration::from_millis(after_ms),
+                ),
                 Action::Log { level, text } => match level {
                     LogLevel::Error => tracing::error!(plugin = %name, "{text}"),
                     LogLevel::Warn => warn!(plugin = %name, "{text}"),
@@ -239,53 +280,49 @@ impl Core {
     }
 
     fn plugin_release(&mut self, leg_id: LegId, send_bye: bool) {
-        let Some(leg) = self.model.leg_mut(leg_id) else {
+        let Some(leg) = self.entities.calls_mut().leg_mut(leg_id) else {
             return;
         };
         match (leg.state, leg.invite_client) {
             // Still ringing: CANCEL; the leg goes when its INVITE completes
             // (a 2xx that crosses the CANCEL is ACKed and ended with BYE).
             (LegState::Early, Some(cid)) => {
-                leg.state = LegState::Terminating;
-                self.cancel_client(cid);
+                leg.apply(LegEvent::Ending);
+                self.entities.cancel_client(cid);
             }
-            (LegState::Confirmed, _) if send_bye => self.send_bye(leg_id),
-            _ => self.release(leg_id),
+            (LegState::Confirmed, _) if send_bye => self.entities.send_bye(leg_id),
+            _ => self.entities.release(leg_id),
         }
     }
 
     fn plugin_respond(
         &mut self,
-        sid: u64,
+        sid: ServerTxId,
         status: u16,
         reason_text: &str,
         headers: Vec<(String, String)>,
         body: Option<Body>,
     ) {
-        let Some(e) = self.servers.get_mut(&sid) else {
-            warn!(transaction = sid, "plugin answered an unknown transaction");
-            return;
-        };
-        if !(100..=699).contains(&status) {
-            warn!(status, "plugin response with an invalid status ignored");
-            return;
+        let body = body.map(|b| (b.content_type, Bytes::from(b.bytes)));
+        if let Err(e) = self
+            .entities
+            .respond_with(sid, status, reason_text, headers, body)
+        {
+            warn!(transaction = %sid, status, error = %e, "plugin response not sent");
         }
-        let Some(req) = &e.request else {
-            warn!(
-                transaction = sid,
-                "plugin answered a transaction that has its final response"
-            );
-            return;
-        };
-        let mut r = response_to(req, status, reason_text, Some(&e.to_tag));
-        for (n, v) in headers {
-            r.push_header(&n, v);
-        }
-        if let Some(b) = body {
-            r.push_header("Content-Type", b.content_type);
-            r.set_body(Bytes::from(b.bytes));
-        }
-        self.send_response(sid, &r);
+    }
+
+    /// A request a plugin sent failed before it could be sent: it hears so.
+    fn plugin_send_failed(&mut self, by: PluginRef, leg: u64) {
+        let (set, index) = (by.set.clone(), by.index);
+        self.deliver_event(
+            &set,
+            index,
+            Event::TransportError {
+                token: by.token,
+                leg,
+            },
+        );
     }
 
     fn plugin_send(
@@ -296,18 +333,10 @@ impl Core {
         headers: Vec<(String, String)>,
         body: Option<Body>,
     ) {
-        let Some(leg) = self.model.leg_mut(leg_id) else {
-            warn!(leg = leg_id, method, "plugin request on an unknown leg");
-            let (set, index) = (by.set.clone(), by.index);
-            return self.deliver_event(
-                &set,
-                index,
-                Event::TransportError {
-                    token: by.token,
-                    leg: leg_id,
-                },
-            );
-        };
+        if self.entities.calls().leg(leg_id).is_none() {
+            warn!(leg = %leg_id, method, "plugin request on an unknown leg");
+            return self.plugin_send_failed(by, leg_id.0);
+        }
         let mut template = SipMessage::request(method, "");
         for (n, v) in headers {
             template.push_header(&n, v);
@@ -319,25 +348,19 @@ impl Core {
             }
             None => template.set_body(Bytes::new()),
         }
-        if method == "ACK" {
-            return self.ack_leg(leg_id, Some(&template));
-        }
-        let mut out = leg.dialog.new_request(method);
-        copy_end_to_end(&template, &mut out, false);
-        leg.dialog.record_sdp(&out);
-        if method == "INVITE" {
-            leg.invite_cseq = leg.dialog.local_cseq;
-            leg.ack = None;
-        }
-        let target = leg.dialog.dest.clone();
-        let cid = self.start_client(out, target, Some(leg_id), None, ClientKind::Plugin, 70);
-        if let Some(c) = self.clients.get_mut(&cid) {
-            c.plugin = Some(by);
-        }
-        if method == "INVITE" {
-            if let Some(l) = self.model.leg_mut(leg_id) {
-                l.invite_client = Some(cid);
-            }
+        let sent = self.entities.send_on_leg(
+            leg_id,
+            LegRequest {
+                method: Method::parse(method),
+                from: &template,
+                keep_contact: false,
+                kind: ClientKind::Plugin,
+                origin: None,
+                max_forwards: 70,
+            },
+        );
+        if let Some(cid) = sent {
+            self.plugin_requests.insert(cid, by);
         }
     }
 
@@ -348,23 +371,15 @@ impl Core {
         invite: &[u8],
         target: Option<&str>,
     ) {
-        let fail = |core: &mut Core, why: &str| {
-            warn!(plugin = %by.set.plugins[by.index].name, call, "cannot create leg: {why}");
-            let (set, index) = (by.set.clone(), by.index);
-            core.deliver_event(
-                &set,
-                index,
-                Event::TransportError {
-                    token: by.token,
-                    leg: 0,
-                },
-            );
+        let fail = |logic: &mut B2bua, why: &str| {
+            warn!(plugin = %by.set.plugins[by.index].name, %call, "cannot create leg: {why}");
+            logic.plugin_send_failed(by.clone(), 0);
         };
-        if self.model.legs_of(call).is_empty() {
+        if self.entities.calls().legs_of(call).is_empty() {
             return fail(self, "no such call");
         }
         let msg = match SipMessage::parse(invite, Default::default()) {
-            Ok(m) if m.method() == Some("INVITE") => m,
+            Ok(m) if m.request_method() == Some(Method::Invite) => m,
             _ => return fail(self, "not a parseable INVITE"),
         };
         let (Some(from), Some(to)) = (
@@ -381,78 +396,49 @@ impl Core {
             },
         };
         let remote_target = msg.request_uri().unwrap_or_default().to_string();
-        let dialog = Dialog::originating(self.shard.index, from, to, remote_target, dest.clone());
-        let leg_id = self.model.add_leg(Leg::new(call, Role::Uac, dialog));
-        let Some(leg) = self.model.leg_mut(leg_id) else {
-            return;
-        };
-        let mut out = leg.dialog.new_request("INVITE");
-        copy_end_to_end(&msg, &mut out, false);
-        leg.dialog.record_sdp(&out);
-        leg.invite_cseq = leg.dialog.local_cseq;
+        let dialog =
+            Dialog::originating(self.entities.shard(), from, to, remote_target, dest.clone());
         // A new request, not a relayed one: its Max-Forwards is not decremented.
         let mf = msg
             .header("Max-Forwards")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(70);
-        info!(leg = leg_id, call, target = %dest, "plugin originates a new leg");
-        let cid = self.start_client(out, dest, Some(leg_id), None, ClientKind::Plugin, mf);
-        if let Some(c) = self.clients.get_mut(&cid) {
-            c.plugin = Some(by);
-        }
-        if let Some(l) = self.model.leg_mut(leg_id) {
-            l.invite_client = Some(cid);
+        let (leg, cid) =
+            self.entities
+                .originate_leg(call, dialog, &msg, ClientKind::Plugin, None, mf);
+        info!(%leg, %call, target = %dest, "plugin originates a new leg");
+        if let Some(cid) = cid {
+            self.plugin_requests.insert(cid, by);
         }
     }
 
-    /// A response to a plugin's request: dialog bookkeeping, then the event.
-    pub(super) fn plugin_response(&mut self, cid: u64, resp: SipMessage) {
-        let Some(c) = self.clients.get(&cid) else {
-            return;
-        };
-        let (leg, by) = (c.leg, c.plugin.clone());
-        let offered = c.tx.offered();
+    /// A response to a plugin's request (the dialog bookkeeping is done):
+    /// the event to the plugin, and the leg released when the outcome ends it.
+    pub(super) fn plugin_response(&mut self, tx: ClientTxId, info: ClientInfo, resp: SipMessage) {
         let status = resp.status().unwrap_or(0);
-        let method = resp.cseq().map(|c| c.1).unwrap_or_default();
-        if let Some(l) = leg {
-            if method == "INVITE" {
-                if !self.invite_response_on_leg(l, cid, &resp) {
-                    return; // a retransmission, already handled
-                }
-                // With an offer in the INVITE the ACK is empty and ours to send;
-                // an offerless INVITE's ACK carries the answer: the plugin sends it.
-                if (200..300).contains(&status) && offered {
-                    self.ack_leg(l, None);
-                }
-            } else if (200..300).contains(&status) {
-                if let Some(leg) = self.model.leg_mut(l) {
-                    leg.dialog.record_sdp(&resp);
-                }
-            }
-        }
+        let by = if status >= 200 {
+            self.plugin_requests.remove(&tx)
+        } else {
+            self.plugin_requests.get(&tx).cloned()
+        };
         if let Some(by) = by {
             let event = Event::Response {
                 token: by.token,
-                leg: leg.unwrap_or(0),
+                leg: info.leg.map_or(0, |l| l.0),
                 status,
                 message: resp.to_bytes().to_vec(),
             };
             self.deliver_event(&by.set, by.index, event);
         }
         if status >= 200 {
-            self.release_plugin_leg_if_over(leg, &method, status >= 300);
+            self.release_plugin_leg_if_over(info.leg, &info.method, status >= 300);
         }
     }
 
     /// A plugin's request timed out or could not be sent.
-    pub(super) fn plugin_request_failed(&mut self, cid: u64) {
-        let Some(c) = self.clients.get(&cid) else {
-            return;
-        };
-        let (leg, by, failed) = (c.leg, c.plugin.clone(), c.transport_failed);
-        let method = c.tx.method().to_string();
-        if let Some(by) = by {
-            let (token, leg) = (by.token, leg.unwrap_or(0));
+    pub(super) fn plugin_request_failed(&mut self, tx: ClientTxId, info: ClientInfo, failed: bool) {
+        if let Some(by) = self.plugin_requests.remove(&tx) {
+            let (token, leg) = (by.token, info.leg.map_or(0, |l| l.0));
             let event = if failed {
                 Event::TransportError { token, leg }
             } else {
@@ -460,23 +446,19 @@ impl Core {
             };
             self.deliver_event(&by.set, by.index, event);
         }
-        self.release_plugin_leg_if_over(leg, &method, true);
+        self.release_plugin_leg_if_over(info.leg, &info.method, true);
     }
 
     /// A plugin's request whose outcome ends its leg ends that leg only;
     /// its partner is not touched.
-    fn release_plugin_leg_if_over(&mut self, leg: Option<LegId>, method: &str, failed: bool) {
-        if let Some(l) = leg.filter(|l| self.leg_is_over(*l, method, failed)) {
-            self.release(l);
+    fn release_plugin_leg_if_over(&mut self, leg: Option<LegId>, method: &Method, failed: bool) {
+        if let Some(l) = leg.filter(|l| self.leg_is_over(*l, Some(method), failed)) {
+            self.entities.release(l);
         }
     }
 
-    pub(super) fn plugin_timer_fired(&mut self, id: u64) {
-        let by = self.plugin_timers.remove(&id);
-        crate::compaction::shrink_if_sparse(&mut self.plugin_timers);
-        if let Some(by) = by {
-            self.deliver_event(&by.set, by.index, Event::Timer { token: by.token });
-        }
+    pub(super) fn plugin_timer_fired(&mut self, by: PluginRef) {
+        self.deliver_event(&by.set, by.index, Event::Timer { token: by.token });
     }
 }
 

@@ -1,10 +1,12 @@
-//! Dialog state of one leg (RFC 3261 section 12) and the requests built in it.
+//! Dialog state of one leg (RFC 3261 section 12) and the requests built in
+//! it. A plain value (serde), so it can be stored and loaded elsewhere.
 
-use crate::sip::{NameAddr, SipMessage};
+use crate::sip::{Method, NameAddr, SipMessage};
 use crate::transport::Target;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dialog {
     pub call_id: String,
     pub local_tag: String,
@@ -55,15 +57,15 @@ impl Dialog {
 
     /// Headers common to every request we originate in this dialog (no Via,
     /// Contact or Max-Forwards: the core adds those). Increments the CSeq.
-    pub fn new_request(&mut self, method: &str) -> SipMessage {
+    pub fn new_request(&mut self, method: &Method) -> SipMessage {
         self.local_cseq += 1;
         let cseq = self.local_cseq;
         self.request_with_cseq(method, cseq)
     }
 
     /// A request with a given CSeq number (ACK and CANCEL reuse the INVITE's).
-    pub fn request_with_cseq(&self, method: &str, cseq: u32) -> SipMessage {
-        let mut m = SipMessage::request(method, &self.remote_target);
+    pub fn request_with_cseq(&self, method: &Method, cseq: u32) -> SipMessage {
+        let mut m = SipMessage::request(method.as_str(), &self.remote_target);
         for r in &self.route_set {
             m.push_header("Route", r.as_str());
         }
@@ -82,8 +84,8 @@ impl Dialog {
 
     /// Check and record the CSeq of a request received in this dialog
     /// (RFC 3261 section 12.2.2). ACK and CANCEL carry the INVITE's number.
-    pub fn accept_remote_cseq(&mut self, cseq: u32, method: &str) -> bool {
-        if method == "ACK" || method == "CANCEL" {
+    pub fn accept_remote_cseq(&mut self, cseq: u32, method: &Method) -> bool {
+        if matches!(method, Method::Ack | Method::Cancel) {
             return true;
         }
         match self.remote_cseq {
@@ -103,17 +105,13 @@ impl Dialog {
         if !is_sdp || msg.body.is_empty() {
             return;
         }
-        let method = msg
-            .method()
-            .map(str::to_string)
-            .or_else(|| msg.cseq().map(|c| c.1));
-        let answer_like = match msg.method() {
-            Some("ACK") | Some("PRACK") => true,
+        let answer_like = match msg.request_method() {
+            Some(Method::Ack | Method::Prack) => true,
             Some(_) => false,
             // A response carries the answer to an offer we relayed, or (late offer) an offer.
             None => self.last_offer.is_some() && self.last_answer.is_none(),
         };
-        if method.as_deref() == Some("INVITE") && msg.is_request() {
+        if msg.request_method() == Some(Method::Invite) {
             self.last_answer = None;
         }
         if answer_like {
@@ -177,7 +175,7 @@ mod tests {
     #[test]
     fn builds_in_dialog_request() {
         let mut d = dialog();
-        let m = d.new_request("BYE");
+        let m = d.new_request(&Method::Bye);
         assert_eq!(m.request_uri(), Some("sip:b@10.0.0.2:5062"));
         assert_eq!(m.header("From"), Some("\"A\" <sip:a@x>;tag=lt"));
         assert_eq!(m.header("To"), Some("<sip:b@y>;tag=rt"));
@@ -189,10 +187,10 @@ mod tests {
     #[test]
     fn remote_cseq_must_increase() {
         let mut d = dialog();
-        assert!(!d.accept_remote_cseq(5, "INFO"));
-        assert!(d.accept_remote_cseq(6, "INFO"));
-        assert!(d.accept_remote_cseq(6, "ACK"));
-        assert!(!d.accept_remote_cseq(6, "BYE"));
+        assert!(!d.accept_remote_cseq(5, &Method::Info));
+        assert!(d.accept_remote_cseq(6, &Method::Info));
+        assert!(d.accept_remote_cseq(6, &Method::Ack));
+        assert!(!d.accept_remote_cseq(6, &Method::Bye));
     }
 
     #[test]
@@ -209,6 +207,15 @@ mod tests {
         d.record_sdp(&ok);
         assert_eq!(d.last_offer.as_deref(), Some(&b"v=0 offer"[..]));
         assert_eq!(d.last_answer.as_deref(), Some(&b"v=0 answer"[..]));
+    }
+
+    #[test]
+    fn a_dialog_is_a_plain_value_that_round_trips() {
+        let mut d = dialog();
+        d.last_offer = Some(Bytes::from_static(b"v=0"));
+        let text = serde_json::to_string(&d).expect("serialise");
+        let back: Dialog = serde_json::from_str(&text).expect("deserialise");
+        assert_eq!(back, d);
     }
 
     #[test]

@@ -2,68 +2,13 @@
 //! legs between which the host forwards. A leg can be re-paired with another
 //! leg or released without touching its partner; escalation relies on both.
 
+use super::ids::{CallRef, LegId};
+use super::leg::Leg;
 use crate::compaction::shrink_if_sparse;
-use crate::dialog::Dialog;
 use crate::shard::IdSeq;
 use hashbrown::HashTable;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-
-pub type LegId = u64;
-pub type CallRef = u64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// We answered: the leg toward whoever sent the initial INVITE.
-    Uas,
-    /// We originated the leg.
-    Uac,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LegState {
-    Early,
-    Confirmed,
-    Terminating,
-}
-
-#[derive(Debug)]
-pub struct Leg {
-    pub id: LegId,
-    pub call: CallRef,
-    pub role: Role,
-    pub state: LegState,
-    pub dialog: Dialog,
-    pub peer: Option<LegId>,
-    /// UAS legs: the server transaction of the INVITE in progress.
-    pub invite_server: Option<u64>,
-    /// UAC legs: the client transaction of the INVITE in progress.
-    pub invite_client: Option<u64>,
-    /// UAC legs: CSeq of the last INVITE sent, for the ACK of its 2xx.
-    pub invite_cseq: u32,
-    /// UAC legs: the ACK sent for the last 2xx, re-sent on 2xx retransmission.
-    pub ack: Option<bytes::Bytes>,
-    /// UAC legs: the originator cancelled before we could send CANCEL.
-    pub cancel_pending: bool,
-}
-
-impl Leg {
-    pub fn new(call: CallRef, role: Role, dialog: Dialog) -> Self {
-        Leg {
-            id: 0,
-            call,
-            role,
-            state: LegState::Early,
-            dialog,
-            peer: None,
-            invite_server: None,
-            invite_client: None,
-            invite_cseq: 0,
-            ack: None,
-            cancel_pending: false,
-        }
-    }
-}
 
 /// Memory per established call is what operators size boxes by, so the
 /// model keeps each leg in one allocation (a table of 500-byte entries
@@ -102,13 +47,13 @@ impl CallModel {
     }
 
     pub fn new_call(&mut self) -> CallRef {
-        let call = self.call_ids.next_id();
+        let call = CallRef(self.call_ids.next_id());
         self.calls.insert(call, Vec::new());
         call
     }
 
     pub fn add_leg(&mut self, mut leg: Leg) -> LegId {
-        let id = self.leg_ids.next_id();
+        let id = LegId(self.leg_ids.next_id());
         leg.id = id;
         let hash = leg_hash(&self.dialog_hasher, &leg);
         self.calls.entry(leg.call).or_default().push(id);
@@ -225,6 +170,8 @@ fn rehasher<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entities::dialog::Dialog;
+    use crate::entities::leg::Role;
     use crate::transport::{Proto, Target};
 
     fn leg(call: CallRef, call_id: &str, tag: &str) -> Leg {
