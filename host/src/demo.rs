@@ -53,7 +53,9 @@ pub async fn run() -> anyhow::Result<DemoReport> {
         failure_threshold: 10,
         config: format!("policy = {:?}", policy.display().to_string()).parse()?,
     }];
-    let host = crate::host::start(&cfg)
+    let builtins = crate::plugins::Builtins::none()
+        .with("escalation", escalator_escalation::escalator_plugin_entry);
+    let host = crate::host::start_with(&cfg, builtins)
         .await
         .context("starting the host")?;
     let host_addr = host.udp_addr().context("host has no UDP address")?;

@@ -137,7 +137,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         escalator_host::metrics::install_exporter(addr)?;
         tracing::info!(%addr, "prometheus endpoint listening");
     }
-    let host = escalator_host::host::start(&cfg).await?;
+    let host = escalator_host::host::start_with(&cfg, builtins()).await?;
     let (admin_tx, mut admin_rx) = mpsc::channel(8);
     if let Some(socket) = &cfg.admin.socket {
         escalator_host::admin::serve(socket, admin_tx)
@@ -172,6 +172,12 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The plugins linked into this binary, as `builtin:NAME`.
+fn builtins() -> escalator_host::plugins::Builtins {
+    escalator_host::plugins::Builtins::none()
+        .with("escalation", escalator_escalation::escalator_plugin_entry)
 }
 
 async fn demo() -> anyhow::Result<()> {
