@@ -5,7 +5,7 @@
 use escalator_e2e::{loopback, plugin_config, plugin_lib, Rig, SDP_ANSWER, SDP_OFFER};
 use escalator_host::config::Config;
 use escalator_host::transport::Proto;
-use escalator_host::ua::UaDialog;
+use escalator_testkit::ua::UaDialog;
 use std::net::SocketAddr;
 
 type R = anyhow::Result<()>;

@@ -163,11 +163,11 @@ mod tests {
             "no builtin plugin named \"nope\" (builtin: none)"
         );
         let b = Builtins::none()
-            .with("escalation", never_called)
+            .with("recording", never_called)
             .with("audit", never_called);
         assert_eq!(
             unknown(&b),
-            "no builtin plugin named \"nope\" (builtin: audit, escalation)"
+            "no builtin plugin named \"nope\" (builtin: audit, recording)"
         );
     }
 }
