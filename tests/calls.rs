@@ -3,7 +3,7 @@
 use escalator_e2e::{Rig, SDP_ANSWER, SDP_OFFER};
 use escalator_host::sip::SipMessage;
 use escalator_host::transport::Proto;
-use escalator_host::ua::UaDialog;
+use escalator_testkit::ua::UaDialog;
 use std::net::SocketAddr;
 use std::time::Duration;
 

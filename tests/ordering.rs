@@ -8,7 +8,7 @@ use bytes::Bytes;
 use escalator_e2e::{Rig, SDP_ANSWER, SDP_OFFER};
 use escalator_host::sip::SipMessage;
 use escalator_host::transport::Proto;
-use escalator_host::ua::TestUa;
+use escalator_testkit::ua::TestUa;
 use std::collections::HashMap;
 
 type R = anyhow::Result<()>;

@@ -5,7 +5,7 @@
 use escalator_e2e::{loopback, plugin_config, plugin_lib, Rig, SDP_ANSWER, SDP_OFFER};
 use escalator_host::config::Config;
 use escalator_host::transport::Proto;
-use escalator_host::ua::UaDialog;
+use escalator_testkit::ua::UaDialog;
 use std::net::SocketAddr;
 
 type R = anyhow::Result<()>;
@@ -317,5 +317,57 @@ async fn replacing_the_library_file_takes_effect_for_new_calls_only() -> R {
     rig.alice.expect_response(486).await?;
     hang_up_from_alice(&mut rig, &mut a, &b, host).await?;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Builtin plugins are the embedding binary's: `builtin:NAME` resolves in the
+/// registry the host was started with, at start and again on every reload;
+/// an unknown name is refused with the registered ones listed.
+#[tokio::test]
+async fn builtins_given_at_start_resolve_again_on_reload() -> R {
+    let policy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default.toml");
+    let entry = |name: &str| -> anyhow::Result<escalator_host::config::PluginConfig> {
+        Ok(escalator_host::config::PluginConfig {
+            path: format!("builtin:{name}").into(),
+            failure_threshold: 10,
+            config: format!("policy = {:?}", policy.display().to_string()).parse()?,
+        })
+    };
+    let mut cfg = Config::default();
+    cfg.listen.udp = vec![loopback()];
+    cfg.listen.tcp = vec![];
+    cfg.plugins = vec![entry("escalation")?];
+
+    let e = start_error(cfg.plugins.clone()).await;
+    assert!(
+        e.contains("no builtin plugin named \"escalation\" (builtin: none)"),
+        "{e}"
+    );
+
+    let builtins = escalator_host::plugins::Builtins::none()
+        .with("escalation", escalator_escalation::escalator_plugin_entry);
+    let host = escalator_host::host::start_with(&cfg, builtins).await?;
+    let status = host.status().await?;
+    assert!(status.contains("plugins=[escalation/"), "{status}");
+    let generation = host.reload_plugins(&[entry("escalation")?]).await?;
+    let status = host.status().await?;
+    assert!(
+        status.contains(&format!("plugin_generation={generation}"))
+            && status.contains("plugins=[escalation/"),
+        "{status}"
+    );
+    let e = match host.reload_plugins(&[entry("nope")?]).await {
+        Ok(g) => panic!("reloaded an unknown builtin as generation {g}"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        e.contains("no builtin plugin named \"nope\" (builtin: escalation)"),
+        "{e}"
+    );
+    assert!(host
+        .status()
+        .await?
+        .contains(&format!("plugin_generation={generation}")));
+    host.shutdown(std::time::Duration::from_millis(100)).await;
     Ok(())
 }

@@ -84,7 +84,10 @@ async fn run_load(
     cfg.core.transport = transport.into();
     cfg.core.sources = vec!["127.0.0.3".into()];
     cfg.plugins = plugins.clone();
-    let host = host::start(&cfg).await.expect("start host");
+    // The escalation plugin is linked in, as the `escalator` binary links it.
+    let builtins = escalator_host::plugins::Builtins::none()
+        .with("escalation", escalator_escalation::escalator_plugin_entry);
+    let host = host::start_with(&cfg, builtins).await.expect("start host");
     let host_addr = if transport == "tcp" {
         host.tcp_addr()
     } else {

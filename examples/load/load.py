@@ -22,7 +22,7 @@ transaction-stateful proxy (kamailio.cfg), measured in the same run.
 Every SIPp run is bounded (-m calls, -timeout) and everything stays on
 127.0.0.0/8: client 127.0.0.1, host 127.0.0.2, core (uas) 127.0.0.3,
 Kamailio 127.0.0.4. Needs sipp, kamailio and a release build
-(`cargo build --release -p escalator-host -p escalator-loadgen`).
+(`cargo build --release -p escalator -p escalator-loadgen`).
 """
 
 import argparse
@@ -515,7 +515,7 @@ def main():
     signal.signal(signal.SIGTERM, terminated)
     for path in (BIN, LOADGEN) + ((BASELINE,) if BASELINE else ()):
         if not os.path.exists(path):
-            sys.exit(f"{path} missing: cargo build --release -p escalator-host -p escalator-loadgen")
+            sys.exit(f"{path} missing: cargo build --release -p escalator -p escalator-loadgen")
     try:
         if args.memory:
             for n in args.memory:

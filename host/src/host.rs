@@ -1,9 +1,10 @@
 //! Starting and stopping a host: transports, the core's shards, their
-//! control channels.
+//! control channels, and the builtin plugins it was given (kept so reloads
+//! resolve `builtin:NAME` as the first load did).
 
 use crate::config::Config;
 use crate::core::{Control, Core, CoreSettings, ShardSlot, ShardStatus, Stats};
-use crate::plugins::PluginSet;
+use crate::plugins::{Builtins, PluginSet};
 use crate::routing::Router;
 use crate::transport::{CoreInbox, Transport};
 use anyhow::Context;
@@ -19,11 +20,20 @@ pub struct HostHandle {
     control: Vec<mpsc::Sender<Control>>,
     shards: Vec<JoinHandle<()>>,
     trimmer: Option<JoinHandle<()>>,
+    /// The builtin plugins of the binary, for reloads.
+    builtins: Builtins,
     pub stats: Arc<Stats>,
 }
 
-/// Bind the configured addresses and start the core.
+/// Bind the configured addresses and start the core, with no builtin
+/// plugins: every configured plugin is a shared library.
 pub async fn start(cfg: &Config) -> anyhow::Result<HostHandle> {
+    start_with(cfg, Builtins::none()).await
+}
+
+/// Bind the configured addresses and start the core; `builtin:NAME` plugins
+/// (now and on every reload) are looked up in `builtins`.
+pub async fn start_with(cfg: &Config, builtins: Builtins) -> anyhow::Result<HostHandle> {
     cfg.validate()?;
     let count = cfg.shard_count();
     let (queues, inboxes): (Vec<_>, Vec<_>) = (0..count)
@@ -47,7 +57,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<HostHandle> {
         max_calls: cfg.limits.max_calls,
     };
     let stats = Arc::new(Stats::new(count));
-    let plugins = Arc::new(PluginSet::load(&cfg.plugins).context("loading plugins")?);
+    let plugins = Arc::new(PluginSet::load(&cfg.plugins, &builtins).context("loading plugins")?);
     let mut control = Vec::with_capacity(count);
     let mut shards = Vec::with_capacity(count);
     for (index, inbox) in inboxes.into_iter().enumerate() {
@@ -73,6 +83,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<HostHandle> {
         control,
         shards,
         trimmer,
+        builtins,
         stats,
     })
 }
@@ -103,14 +114,15 @@ impl HostHandle {
         }
     }
 
-    /// Load the configured plugins afresh; new calls use them, calls in
-    /// progress keep the instances they started with. A set that fails to
-    /// load is refused and the running one kept.
+    /// Load the configured plugins afresh (builtins from the registry the
+    /// host was started with); new calls use them, calls in progress keep
+    /// the instances they started with. A set that fails to load is refused
+    /// and the running one kept.
     pub async fn reload_plugins(
         &self,
         plugins: &[crate::config::PluginConfig],
     ) -> anyhow::Result<u64> {
-        let set = Arc::new(PluginSet::load(plugins)?);
+        let set = Arc::new(PluginSet::load(plugins, &self.builtins)?);
         let generation = set.generation;
         for shard in &self.control {
             shard

@@ -5,11 +5,11 @@ use escalator_host::config::Config;
 use escalator_host::host::{self, HostHandle};
 use escalator_host::sip::SipMessage;
 use escalator_host::transport::Proto;
-use escalator_host::ua::{Ladder, TestUa, UaDialog};
+use escalator_testkit::ua::{Ladder, TestUa, UaDialog};
 use std::net::SocketAddr;
 
-pub const SDP_OFFER: &str = escalator_host::demo::SDP_OFFER;
-pub const SDP_ANSWER: &str = escalator_host::demo::SDP_ANSWER;
+pub const SDP_OFFER: &str = escalator_testkit::sdp::OFFER;
+pub const SDP_ANSWER: &str = escalator_testkit::sdp::ANSWER;
 
 pub struct Rig {
     pub host: HostHandle,
@@ -136,7 +136,7 @@ impl Rig {
     }
 
     pub fn ladder(&self) -> String {
-        escalator_host::ua::render_ladder(&self.ladder)
+        escalator_testkit::ua::render_ladder(&self.ladder)
     }
 
     /// Wait until the host reports `calls` active calls (state settles after

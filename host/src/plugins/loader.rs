@@ -1,5 +1,7 @@
-//! dlopen a plugin, check its ABI, create its instance.
+//! Loading one plugin: dlopen its shared library (or look up a registered
+//! builtin), check its ABI, create its instance.
 
+use super::builtins::{BuiltinNames, Builtins, PREFIX as BUILTIN_PREFIX};
 use escalator_plugin_api::host::{CallError, Descriptor, Instance, LoadError};
 use escalator_plugin_api::{EntryFn, ENTRY_SYMBOL};
 use std::path::{Path, PathBuf};
@@ -26,8 +28,8 @@ pub enum PluginLoadError {
     },
     #[error("plugin {path}: {source}")]
     Abi { path: PathBuf, source: LoadError },
-    #[error("no builtin plugin named {0:?} (builtin: escalation)")]
-    UnknownBuiltin(String),
+    #[error("no builtin plugin named {name:?} (builtin: {known})")]
+    UnknownBuiltin { name: String, known: BuiltinNames },
     #[error("plugin {name} ({path}): refused its configuration: {source}")]
     Create {
         path: PathBuf,
@@ -44,18 +46,8 @@ pub struct LoadedPlugin {
     /// `INTEREST_*` bits the plugin declared.
     pub interests: u32,
     pub instance: Instance,
-    /// None for plugins linked into the host (`builtin:NAME`).
+    /// None for plugins linked into the binary (`builtin:NAME`).
     _library: Option<libloading::Library>,
-}
-
-/// Plugins linked into the host binary, named `builtin:NAME` in the
-/// configuration. They go through the same C ABI and panic-catching shims
-/// as loaded ones.
-fn builtin(name: &str) -> Option<EntryFn> {
-    match name {
-        "escalation" => Some(escalator_escalation::escalator_plugin_entry as EntryFn),
-        _ => None,
-    }
 }
 
 static COPIES: AtomicU64 = AtomicU64::new(0);
@@ -79,10 +71,20 @@ fn private_copy(path: &Path) -> Result<PathBuf, PluginLoadError> {
     Ok(copy)
 }
 
-pub fn load(path: &Path, config: &str) -> Result<LoadedPlugin, PluginLoadError> {
-    if let Some(name) = path.to_str().and_then(|p| p.strip_prefix("builtin:")) {
-        let entry =
-            builtin(name).ok_or_else(|| PluginLoadError::UnknownBuiltin(name.to_string()))?;
+/// Load the plugin at `path` (a shared library, or `builtin:NAME` looked up
+/// in `builtins`) and create its instance from `config` (TOML text).
+pub fn load(
+    path: &Path,
+    config: &str,
+    builtins: &Builtins,
+) -> Result<LoadedPlugin, PluginLoadError> {
+    if let Some(name) = path.to_str().and_then(|p| p.strip_prefix(BUILTIN_PREFIX)) {
+        let entry = builtins
+            .get(name)
+            .ok_or_else(|| PluginLoadError::UnknownBuiltin {
+                name: name.to_string(),
+                known: builtins.names(),
+            })?;
         return instantiate(path, entry, config, None);
     }
     let copy = private_copy(path)?;
@@ -135,4 +137,37 @@ fn instantiate(
         instance,
         _library: library,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use escalator_plugin_api::PluginDescriptor;
+
+    unsafe extern "C" fn never_called() -> *const PluginDescriptor {
+        std::ptr::null()
+    }
+
+    fn unknown(builtins: &Builtins) -> String {
+        match load(Path::new("builtin:nope"), "", builtins) {
+            Err(e @ PluginLoadError::UnknownBuiltin { .. }) => e.to_string(),
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(p) => panic!("loaded {}", p.name),
+        }
+    }
+
+    #[test]
+    fn an_unknown_builtin_is_refused_with_the_registered_names() {
+        assert_eq!(
+            unknown(&Builtins::none()),
+            "no builtin plugin named \"nope\" (builtin: none)"
+        );
+        let b = Builtins::none()
+            .with("recording", never_called)
+            .with("audit", never_called);
+        assert_eq!(
+            unknown(&b),
+            "no builtin plugin named \"nope\" (builtin: audit, recording)"
+        );
+    }
 }

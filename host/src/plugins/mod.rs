@@ -1,14 +1,20 @@
 //! Plugins: loading shared libraries through the versioned C ABI, and the
 //! set of instances a call is served by.
 //!
+//! Builtin plugins (`builtin:NAME`) are whatever the embedding binary
+//! registered in a [`Builtins`]; the host keeps that registry so reloads
+//! resolve the same names.
+//!
 //! Reload model: a reload builds a new [`PluginSet`] (fresh instances, and
 //! fresh copies of the libraries, so a replaced `.so` file is really loaded
 //! again). New calls use the newest set; a call keeps the set it started
 //! with until its last leg is released, and the old instances and libraries
 //! are dropped when no call uses them any more.
 
+mod builtins;
 mod loader;
 
+pub use builtins::{BuiltinNames, Builtins};
 pub use loader::{load, LoadedPlugin, PluginLoadError};
 
 use escalator_plugin_api::host::CallError;
@@ -113,13 +119,17 @@ impl PluginSet {
         }
     }
 
-    /// Load every configured plugin; the first failure refuses the whole set
-    /// (a reload that fails keeps the running set).
-    pub fn load(configs: &[crate::config::PluginConfig]) -> Result<PluginSet, PluginLoadError> {
+    /// Load every configured plugin, `builtin:NAME` ones from `builtins`;
+    /// the first failure refuses the whole set (a reload that fails keeps
+    /// the running set).
+    pub fn load(
+        configs: &[crate::config::PluginConfig],
+        builtins: &Builtins,
+    ) -> Result<PluginSet, PluginLoadError> {
         let mut plugins = Vec::new();
         for c in configs {
             let text = toml::to_string(&c.config).unwrap_or_default();
-            let p = load(&c.path, &text)?;
+            let p = load(&c.path, &text, builtins)?;
             tracing::info!(plugin = %p.name, version = %p.version, path = %c.path.display(), "plugin loaded");
             plugins.push(PluginSlot::new(p, c.failure_threshold));
         }

@@ -1,5 +1,15 @@
-use anyhow::Context;
+//! The `escalator` binary: the host library assembled with its builtin
+//! plugins ([`builtins`]), and its subcommands: `run` (serve a
+//! configuration, reload on SIGHUP or the admin socket, drain on SIGTERM),
+//! `demo` ([`demo`](mod@demo)), `check-policy`
+//! ([`check_policy`](mod@check_policy)) and `admin` (the admin socket's
+//! client).
 
+mod builtins;
+mod check_policy;
+mod demo;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use escalator_host::admin::AdminCommand;
 use escalator_host::config::Config;
@@ -84,12 +94,12 @@ fn check_policy(
 ) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let sample = escalator_host::check_policy::Sample {
+    let sample = check_policy::Sample {
         users,
         user_agent,
         supported,
     };
-    let report = escalator_host::check_policy::report(&file.display().to_string(), &text, &sample)
+    let report = check_policy::report(&file.display().to_string(), &text, &sample)
         .map_err(anyhow::Error::msg)?;
     print!("{report}");
     Ok(())
@@ -137,7 +147,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         escalator_host::metrics::install_exporter(addr)?;
         tracing::info!(%addr, "prometheus endpoint listening");
     }
-    let host = escalator_host::host::start(&cfg).await?;
+    let host = escalator_host::host::start_with(&cfg, builtins::all()).await?;
     let (admin_tx, mut admin_rx) = mpsc::channel(8);
     if let Some(socket) = &cfg.admin.socket {
         escalator_host::admin::serve(socket, admin_tx)
@@ -176,7 +186,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
 
 async fn demo() -> anyhow::Result<()> {
     escalator_host::logging::init("human", "warn");
-    let report = escalator_host::demo::run().await?;
+    let report = demo::run().await?;
     println!(
         "escalator demo: a legacy client's 1-to-1 chat escalated to an ad-hoc group, on loopback"
     );

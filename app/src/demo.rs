@@ -4,14 +4,13 @@
 //! into an ad-hoc conference on alice's behalf. "core" stands for the
 //! operator side: bob's client and the conference focus both answer there.
 
-use crate::config::{Config, PluginConfig};
-use crate::transport::Proto;
-use crate::ua::{render_ladder, Ladder, TestUa};
 use anyhow::Context;
+use escalator_host::config::{Config, PluginConfig};
+use escalator_host::transport::Proto;
+use escalator_testkit::sdp::{ANSWER as SDP_ANSWER, OFFER as SDP_OFFER};
+use escalator_testkit::ua::{render_ladder, Ladder, TestUa};
 use std::time::Duration;
 
-pub const SDP_OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/a1b2;tcp\r\n";
-pub const SDP_ANSWER: &str = "v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7655 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7655/b1c2;tcp\r\n";
 const FRESH_OFFER: &str = "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/a1b2;tcp\r\n";
 const FOCUS_ANSWER: &str = "v=0\r\no=focus 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 9000 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:9000/conf-1;tcp\r\n";
 
@@ -53,7 +52,7 @@ pub async fn run() -> anyhow::Result<DemoReport> {
         failure_threshold: 10,
         config: format!("policy = {:?}", policy.display().to_string()).parse()?,
     }];
-    let host = crate::host::start(&cfg)
+    let host = escalator_host::host::start_with(&cfg, crate::builtins::all())
         .await
         .context("starting the host")?;
     let host_addr = host.udp_addr().context("host has no UDP address")?;

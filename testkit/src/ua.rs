@@ -2,9 +2,11 @@
 //! deliberately simple: the test says what to send and what to expect next,
 //! and every message it sees or sends is recorded for a message ladder.
 
-use crate::sip::{NameAddr, SipMessage};
-use crate::transport::{CoreInbox, Inbound, Limits, Proto, Target, Transport, TransportEvent};
 use bytes::Bytes;
+use escalator_host::sip::{NameAddr, SipMessage};
+use escalator_host::transport::{
+    CoreInbox, Inbound, Limits, Proto, Target, Transport, TransportEvent,
+};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -98,7 +100,7 @@ impl TestUa {
     }
 
     pub fn contact(&self) -> String {
-        crate::forward::contact_value(self.proto, self.addr()).replacen(
+        escalator_host::forward::contact_value(self.proto, self.addr()).replacen(
             "<sip:",
             &format!("<sip:{}@", self.name),
             1,
@@ -106,7 +108,7 @@ impl TestUa {
     }
 
     pub fn via(&self, branch: &str) -> String {
-        crate::forward::via_value(self.proto, self.addr(), branch)
+        escalator_host::forward::via_value(self.proto, self.addr(), branch)
     }
 
     pub fn send(&self, to: SocketAddr, msg: &SipMessage) {
@@ -238,8 +240,8 @@ impl TestUa {
     /// A new outgoing dialog (not yet sent); `request` builds its INVITE.
     pub fn new_dialog(&self, to_uri: &str, peer: SocketAddr) -> UaDialog {
         UaDialog {
-            call_id: format!("{}@{}", crate::dialog::random_token(16), self.name),
-            local_tag: crate::dialog::new_tag(),
+            call_id: format!("{}@{}", escalator_host::dialog::random_token(16), self.name),
+            local_tag: escalator_host::dialog::new_tag(),
             remote_tag: None,
             local_uri: format!("<sip:{}@example.com>", self.name),
             remote_uri: format!("<{to_uri}>"),
@@ -262,12 +264,12 @@ impl TestUa {
         };
         UaDialog {
             call_id: invite.call_id().unwrap_or_default().into(),
-            local_tag: crate::dialog::new_tag(),
+            local_tag: escalator_host::dialog::new_tag(),
             remote_tag: invite.from_tag(),
             local_uri: strip(invite.header("To")),
             remote_uri: strip(invite.header("From")),
             local_cseq: 0,
-            remote_target: crate::forward::contact_uri(invite).unwrap_or_default(),
+            remote_target: escalator_host::forward::contact_uri(invite).unwrap_or_default(),
             peer: from,
             invite_cseq: 0,
         }
@@ -281,8 +283,12 @@ impl TestUa {
         tag: &str,
         body: Option<(&str, &str)>,
     ) -> SipMessage {
-        let mut r =
-            crate::forward::response_to(req, status, crate::forward::reason(status), Some(tag));
+        let mut r = escalator_host::forward::response_to(
+            req,
+            status,
+            escalator_host::forward::reason(status),
+            Some(tag),
+        );
         if status > 100 && status < 300 {
             r.push_header("Contact", self.contact());
         }
@@ -330,7 +336,7 @@ impl UaDialog {
         body: Option<(&str, &str)>,
     ) -> SipMessage {
         let mut m = SipMessage::request(method, &self.remote_target);
-        m.push_header("Via", ua.via(&crate::dialog::new_branch()));
+        m.push_header("Via", ua.via(&escalator_host::dialog::new_branch()));
         m.push_header("Max-Forwards", "70");
         m.push_header("From", format!("{};tag={}", self.local_uri, self.local_tag));
         match &self.remote_tag {
@@ -339,7 +345,7 @@ impl UaDialog {
         }
         m.push_header("Call-ID", self.call_id.clone());
         m.push_header("CSeq", format!("{cseq} {method}"));
-        if crate::forward::sets_target(method) {
+        if escalator_host::forward::sets_target(method) {
             m.push_header("Contact", ua.contact());
         }
         m.push_header("User-Agent", format!("escalator-test-ua/{}", ua.name));
@@ -358,7 +364,7 @@ impl UaDialog {
         if self.remote_tag.is_none() {
             self.remote_tag = resp.to_tag();
         }
-        if let Some(t) = crate::forward::contact_uri(resp) {
+        if let Some(t) = escalator_host::forward::contact_uri(resp) {
             self.remote_target = t;
         }
     }
