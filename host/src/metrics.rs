@@ -51,23 +51,23 @@ fn status_class(status: u16) -> &'static str {
 
 /// Bound label cardinality: extension methods are counted as "other".
 fn known_method(m: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "INVITE",
-        "ACK",
-        "BYE",
-        "CANCEL",
-        "OPTIONS",
-        "REGISTER",
-        "PRACK",
-        "SUBSCRIBE",
-        "NOTIFY",
-        "PUBLISH",
-        "INFO",
-        "REFER",
-        "MESSAGE",
-        "UPDATE",
-    ];
-    KNOWN.iter().find(|k| **k == m).copied().unwrap_or("other")
+    match crate::sip::Method::parse(m) {
+        crate::sip::Method::Invite => "INVITE",
+        crate::sip::Method::Ack => "ACK",
+        crate::sip::Method::Bye => "BYE",
+        crate::sip::Method::Cancel => "CANCEL",
+        crate::sip::Method::Options => "OPTIONS",
+        crate::sip::Method::Register => "REGISTER",
+        crate::sip::Method::Prack => "PRACK",
+        crate::sip::Method::Subscribe => "SUBSCRIBE",
+        crate::sip::Method::Notify => "NOTIFY",
+        crate::sip::Method::Publish => "PUBLISH",
+        crate::sip::Method::Info => "INFO",
+        crate::sip::Method::Refer => "REFER",
+        crate::sip::Method::Message => "MESSAGE",
+        crate::sip::Method::Update => "UPDATE",
+        crate::sip::Method::Extension(_) => "other",
+    }
 }
 
 pub fn count_in(msg: &SipMessage) {

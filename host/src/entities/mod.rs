@@ -766,7 +766,7 @@ impl Entities {
             leg: c.leg,
             origin: c.origin,
             target: c.target.clone(),
-            method: Method::parse(c.tx.method()),
+            method: c.tx.method().clone(),
         })
     }
 

@@ -1,7 +1,7 @@
 //! Client transactions (RFC 3261 sections 17.1.1 and 17.1.2).
 
 use super::{Action, Timer, TimerConfig};
-use crate::sip::SipMessage;
+use crate::sip::{Method, SipMessage};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ struct InFlight {
 pub struct ClientTx {
     invite: bool,
     state: ClientState,
-    method: String,
+    method: Method,
     offered: bool,
     in_flight: Option<InFlight>,
     reliable: bool,
@@ -41,12 +41,15 @@ pub struct ClientTx {
 impl ClientTx {
     /// Start a transaction for `request`; the first action sends it.
     pub fn start(request: SipMessage, reliable: bool, cfg: TimerConfig) -> (Self, Vec<Action>) {
-        let invite = request.method().is_some_and(super::is_invite);
+        let method = request
+            .request_method()
+            .unwrap_or_else(|| Method::Extension(String::new()));
+        let invite = method == Method::Invite;
         let wire = request.to_bytes();
         let tx = ClientTx {
             invite,
             state: ClientState::Calling,
-            method: request.method().unwrap_or_default().to_string(),
+            method,
             offered: !request.body.is_empty(),
             in_flight: Some(InFlight {
                 request,
@@ -80,7 +83,7 @@ impl ClientTx {
         self.in_flight.as_ref().map(|f| &f.request)
     }
 
-    pub fn method(&self) -> &str {
+    pub fn method(&self) -> &Method {
         &self.method
     }
 

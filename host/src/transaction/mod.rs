@@ -76,10 +76,6 @@ pub enum Action {
     Terminated,
 }
 
-/// What a transaction is for, and the branch that identifies it.
-pub fn is_invite(method: &str) -> bool {
-    method.eq_ignore_ascii_case("INVITE")
-}
 
 #[cfg(test)]
 mod sim;
