@@ -16,6 +16,11 @@
 //! read from C. Output buffers are allocated by the plugin and given back to
 //! its `free_buf`.
 //!
+//! Plugins in C use `plugin/api/include/escalator_plugin.h`, the C view of
+//! this ABI and of the encoding's tags (`tests/c_header.rs` fails if it
+//! drifts from these definitions); `tests/plugins/c-minimal/plugin.c` in the
+//! repository is a complete plugin written against it.
+//!
 //! Every function returns a status: [`STATUS_OK`], [`STATUS_ERROR`] (the output
 //! buffer holds a UTF-8 message) or [`STATUS_PANIC`]. Unwinding must never
 //! cross the boundary (an `extern "C"` function aborts the process when a
