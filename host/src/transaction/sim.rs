@@ -319,7 +319,7 @@ async fn client_keeps_the_request_only_until_a_final_response() {
     assert!(tx.request().is_some(), "needed for CANCEL while ringing");
     sim.apply(tx.on_response(resp(200, "INVITE")));
     assert!(tx.request().is_none(), "dropped for the 32 s of Timer M");
-    assert_eq!(tx.method(), "INVITE");
+    assert_eq!(tx.method(), &crate::sip::Method::Invite);
     assert!(tx.is_invite() && !tx.offered());
     sim.run_for(Duration::from_secs(40), |t| tx.on_timer(t))
         .await;
