@@ -823,7 +823,11 @@ impl Entities {
     ) -> bool {
         let status = resp.status().unwrap_or(0);
         let Some(leg) = self.calls.leg_mut(leg_id) else {
-            return false;
+            // The leg ended while its INVITE was pending (a BYE crossed a
+            // re-INVITE): a failure still answers the request it relays; a
+            // 2xx has no dialog left to confirm.
+            debug!(leg = %leg_id, status, "response to an INVITE on a leg that is gone");
+            return !(200..300).contains(&status);
         };
         let initial = leg.state == LegState::Early;
         if (101..300).contains(&status) {

@@ -76,6 +76,5 @@ pub enum Action {
     Terminated,
 }
 
-
 #[cfg(test)]
 mod sim;
