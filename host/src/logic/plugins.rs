@@ -17,7 +17,7 @@ use crate::transport::Target;
 use bytes::Bytes;
 use escalator_plugin_api::{
     Action, Body, Decision, Event, HookInput, HookKind, LegRole, LogLevel, MessageContext,
-    MetricKind, PeerInfo,
+    MetricKind, NewRequest, PeerInfo,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,14 +43,22 @@ impl B2bua {
         let Some(e) = self.entities.server(sid) else {
             return HookOutcome::Continue;
         };
-        let Some(mut req) = e.request.clone() else {
+        let Some(req) = e.request.as_ref() else {
             return HookOutcome::Continue;
         };
-        let source = e.source.clone();
         let leg = match (req.call_id(), req.to_tag()) {
             (Some(c), Some(t)) => self.entities.calls().find(c, &t),
             _ => None,
         };
+        let wanted = self
+            .set_for(leg)
+            .plugins
+            .iter()
+            .any(|p| p.wants(escalator_plugin_api::INTEREST_REQUESTS));
+        if !wanted {
+            return HookOutcome::Continue; // nobody to show it to: no copy made
+        }
+        let (mut req, source) = (req.clone(), e.source.clone());
         let outcome = self.run_hooks(HookKind::Request, leg, Some(sid), &mut req, &source);
         match outcome {
             HookOutcome::Handled => {
@@ -143,18 +151,27 @@ impl B2bua {
             HookKind::Request => escalator_plugin_api::INTEREST_REQUESTS,
             HookKind::Response => escalator_plugin_api::INTEREST_RESPONSES,
         };
+        // Built once and shared by the plugins in turn; built again only
+        // after one of them acted (added a header, paired legs…).
+        let mut input: Option<HookInput> = None;
         for index in 0..set.plugins.len() {
             if !set.plugins[index].wants(interest) {
                 continue;
             }
-            let input = HookInput {
-                kind,
-                context: self.context(leg, transaction, msg, source),
-                message: msg.to_bytes().to_vec(),
+            let shared = match &input {
+                Some(i) => i,
+                None => input.insert(HookInput {
+                    kind,
+                    context: self.context(leg, transaction, msg, source),
+                    message: msg.to_bytes().to_vec(),
+                }),
             };
-            match set.plugins[index].on_message(&input) {
+            match set.plugins[index].on_message(shared) {
                 Ok(Decision::Continue) => {}
                 Ok(Decision::ContinueWith(actions)) => {
+                    if !actions.is_empty() {
+                        input = None;
+                    }
                     self.execute(&set, index, actions, Some(msg))
                 }
                 Ok(Decision::Handled(actions)) => {
@@ -230,10 +247,10 @@ impl B2bua {
                 } => self.plugin_send(by(token), LegId(leg), &method, headers, body),
                 Action::CreateLeg {
                     call,
-                    invite,
+                    request,
                     target,
                     token,
-                } => self.plugin_create_leg(by(token), CallRef(call), &invite, target.as_deref()),
+                } => self.plugin_create_leg(by(token), CallRef(call), request, target.as_deref()),
                 Action::Pair { a, b } => {
                     if !self.entities.calls_mut().pair(LegId(a), LegId(b)) {
                         warn!(plugin = %name, a, b, "cannot pair: unknown leg");
@@ -364,11 +381,13 @@ impl B2bua {
         }
     }
 
+    /// A plugin originates a leg: the INVITE is built from the plugin's
+    /// fields (no text to parse), in a dialog of the host's.
     fn plugin_create_leg(
         &mut self,
         by: PluginRef,
         call: CallRef,
-        invite: &[u8],
+        request: NewRequest,
         target: Option<&str>,
     ) {
         let fail = |logic: &mut B2bua, why: &str| {
@@ -378,15 +397,8 @@ impl B2bua {
         if self.entities.calls().legs_of(call).is_empty() {
             return fail(self, "no such call");
         }
-        let msg = match SipMessage::parse(invite, Default::default()) {
-            Ok(m) if m.request_method() == Some(Method::Invite) => m,
-            _ => return fail(self, "not a parseable INVITE"),
-        };
-        let (Some(from), Some(to)) = (
-            msg.header("From").and_then(without_tag),
-            msg.header("To").and_then(without_tag),
-        ) else {
-            return fail(self, "INVITE without From or To");
+        let (Some(from), Some(to)) = (without_tag(&request.from), without_tag(&request.to)) else {
+            return fail(self, "From or To is not a SIP address");
         };
         let dest = match target {
             None => self.settings.router.core.clone(),
@@ -395,17 +407,32 @@ impl B2bua {
                 None => return fail(self, "target is not udp:ip:port or tcp:ip:port"),
             },
         };
-        let remote_target = msg.request_uri().unwrap_or_default().to_string();
-        let dialog =
-            Dialog::originating(self.entities.shard(), from, to, remote_target, dest.clone());
+        let mut template = SipMessage::request("INVITE", &request.request_uri);
+        for (n, v) in &request.headers {
+            template.push_header(n, v.as_str());
+        }
+        match request.body {
+            Some(b) => {
+                template.push_header("Content-Type", b.content_type);
+                template.set_body(Bytes::from(b.bytes));
+            }
+            None => template.set_body(Bytes::new()),
+        }
         // A new request, not a relayed one: its Max-Forwards is not decremented.
-        let mf = msg
+        let mf = template
             .header("Max-Forwards")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(70);
+        let dialog = Dialog::originating(
+            self.entities.shard(),
+            from,
+            to,
+            request.request_uri,
+            dest.clone(),
+        );
         let (leg, cid) =
             self.entities
-                .originate_leg(call, dialog, &msg, ClientKind::Plugin, None, mf);
+                .originate_leg(call, dialog, &template, ClientKind::Plugin, None, mf);
         info!(%leg, %call, target = %dest, "plugin originates a new leg");
         if let Some(cid) = cid {
             self.plugin_requests.insert(cid, by);

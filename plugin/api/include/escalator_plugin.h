@@ -51,7 +51,7 @@ extern "C" {
 
 /** The ABI this header describes (Rust: ABI_VERSION). Put it in
  *  EscPluginDescriptor.abi_version; the host refuses any other value. */
-#define ESCALATOR_ABI_VERSION 2
+#define ESCALATOR_ABI_VERSION 3
 
 /** Name of the function every plugin exports (Rust: ENTRY_SYMBOL). */
 #define ESCALATOR_ENTRY_SYMBOL "escalator_plugin_entry"
@@ -180,8 +180,11 @@ ESCALATOR_PLUGIN_EXPORT const EscPluginDescriptor *escalator_plugin_entry(void);
  *     CONTENT_TYPE? + BODY? (string, bytes: a body needs both);
  *   SEND_REQUEST: LEG, TOKEN (ints), METHOD (string), HEADER*,
  *     CONTENT_TYPE? + BODY?;
- *   CREATE_LEG: CALL, TOKEN (ints), MESSAGE (bytes: a complete INVITE),
- *     TARGET? (string, "udp:ip:port" / "tcp:ip:port"; absent: the core);
+ *   CREATE_LEG: CALL, TOKEN (ints), REMOTE_TARGET (string: the INVITE's
+ *     Request-URI), LOCAL_URI (string: From, no tag), REMOTE_URI (string:
+ *     To, no tag), HEADER*, CONTENT_TYPE? + BODY?, TARGET? (string,
+ *     "udp:ip:port" / "tcp:ip:port"; absent: the core). The host adds Via,
+ *     Call-ID, tags, CSeq, Contact and Content-Length;
  *   PAIR: LEG_A, LEG_B (ints);
  *   RELEASE: LEG, SEND_BYE (ints);
  *   SET_TIMER: TOKEN, AFTER_MS (ints);

@@ -102,8 +102,10 @@ pub use types::*;
 use std::ffi::c_void;
 
 /// The ABI this crate speaks. Bumped on any incompatible change of the
-/// descriptor, the status codes or the meaning of a field tag.
-pub const ABI_VERSION: u32 = 2;
+/// descriptor, the status codes or the meaning of a field tag. 2: plugin
+/// interests; 3: [`Action::CreateLeg`] carries its request as fields
+/// ([`NewRequest`]), not as INVITE text for the host to parse.
+pub const ABI_VERSION: u32 = 3;
 
 /// Name of the symbol every plugin exports.
 pub const ENTRY_SYMBOL: &str = "escalator_plugin_entry";

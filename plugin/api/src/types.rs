@@ -76,6 +76,46 @@ pub struct Body {
     pub bytes: Vec<u8>,
 }
 
+/// A request a plugin originates, as fields, not text: the host builds the
+/// message and adds the headers that are its own (Via, Call-ID, the tags,
+/// CSeq, Contact, Content-Length). A `Max-Forwards` among `headers` is
+/// honoured (default 70).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewRequest {
+    pub request_uri: String,
+    /// The From header value, without tag (the host adds its own).
+    pub from: String,
+    /// The To header value, without tag.
+    pub to: String,
+    /// End-to-end headers, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Body>,
+}
+
+impl NewRequest {
+    /// The request as text, for logs (without the host's own headers).
+    pub fn describe(&self, method: &str) -> String {
+        let mut text = format!(
+            "{method} {} SIP/2.0\r\nFrom: {}\r\nTo: {}\r\n",
+            self.request_uri, self.from, self.to
+        );
+        for (n, v) in &self.headers {
+            text.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if let Some(b) = &self.body {
+            text.push_str(&format!(
+                "Content-Type: {}\r\nContent-Length: {}\r\n\r\n{}",
+                b.content_type,
+                b.bytes.len(),
+                String::from_utf8_lossy(&b.bytes)
+            ));
+        } else {
+            text.push_str("\r\n");
+        }
+        text
+    }
+}
+
 /// The call-control API: what a plugin asks the host to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -98,13 +138,13 @@ pub enum Action {
         body: Option<Body>,
         token: u64,
     },
-    /// Originate a new leg in `call` with a complete INVITE (Request-URI,
-    /// From, To, end-to-end headers, body). The host replaces Via, Call-ID,
-    /// the From tag, CSeq, Contact and Content-Length with its own.
-    /// `target`: `None` for the core next hop, or `udp:ip:port` / `tcp:ip:port`.
+    /// Originate a new leg in `call` with an INVITE made of `request`'s
+    /// fields; the host adds what is its own (Via, Call-ID, tags, CSeq,
+    /// Contact, Content-Length). `target`: `None` for the core next hop, or
+    /// `udp:ip:port` / `tcp:ip:port`.
     CreateLeg {
         call: u64,
-        invite: Vec<u8>,
+        request: NewRequest,
         target: Option<String>,
         token: u64,
     },
@@ -415,15 +455,20 @@ impl Action {
             }
             Action::CreateLeg {
                 call,
-                invite,
+                request,
                 target,
                 token,
             } => {
+                // The new leg's remote target is the Request-URI; its local
+                // and remote URIs are From and To.
                 w.u64(tag::KIND, A_CREATE_LEG)
                     .u64(tag::CALL, *call)
-                    .bytes(tag::MESSAGE, invite)
+                    .str(tag::REMOTE_TARGET, &request.request_uri)
+                    .str(tag::LOCAL_URI, &request.from)
+                    .str(tag::REMOTE_URI, &request.to)
                     .opt_str(tag::TARGET, target.as_deref())
                     .u64(tag::TOKEN, *token);
+                write_headers_body(w, &request.headers, &request.body);
             }
             Action::Pair { a, b } => {
                 w.u64(tag::KIND, A_PAIR)
@@ -475,7 +520,6 @@ impl Action {
             kind: Option<u64>,
             u: std::collections::HashMap<u16, u64>,
             s: std::collections::HashMap<u16, String>,
-            message: Option<Vec<u8>>,
             body: Option<Vec<u8>>,
             headers: Vec<(String, String)>,
             labels: Vec<(String, String)>,
@@ -503,10 +547,12 @@ impl Action {
                 | tag::TARGET
                 | tag::TEXT
                 | tag::NAME
-                | tag::CONTENT_TYPE => {
+                | tag::CONTENT_TYPE
+                | tag::REMOTE_TARGET
+                | tag::LOCAL_URI
+                | tag::REMOTE_URI => {
                     f.s.insert(x.tag, x.string()?);
                 }
-                tag::MESSAGE => f.message = Some(x.value.to_vec()),
                 tag::BODY => f.body = Some(x.value.to_vec()),
                 tag::HEADER | tag::LABEL => {
                     let (mut n, mut v) = (None, None);
@@ -558,7 +604,14 @@ impl Action {
             },
             A_CREATE_LEG => Action::CreateLeg {
                 call: u(tag::CALL, "call")?,
-                invite: f.message.clone().ok_or(DecodeError::Missing("invite"))?,
+                request: NewRequest {
+                    request_uri: s(tag::REMOTE_TARGET)
+                        .ok_or(DecodeError::Missing("request URI"))?,
+                    from: s(tag::LOCAL_URI).ok_or(DecodeError::Missing("from"))?,
+                    to: s(tag::REMOTE_URI).ok_or(DecodeError::Missing("to"))?,
+                    headers: f.headers.clone(),
+                    body,
+                },
                 target: s(tag::TARGET),
                 token: u(tag::TOKEN, "token")?,
             },
@@ -789,7 +842,13 @@ mod tests {
             },
             Action::CreateLeg {
                 call: 3,
-                invite: b"INVITE sip:conf@x SIP/2.0\r\n\r\n".to_vec(),
+                request: NewRequest {
+                    request_uri: "sip:conf@x".into(),
+                    from: "<sip:alice@x>".into(),
+                    to: "<sip:conf@x>".into(),
+                    headers: vec![("Require".into(), "recipient-list-invite".into())],
+                    body: body.clone(),
+                },
                 target: Some("tcp:10.0.0.9:5060".into()),
                 token: 10,
             },

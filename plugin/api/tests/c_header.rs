@@ -21,8 +21,8 @@
 use escalator_plugin_api::codec::{Reader, Writer};
 use escalator_plugin_api::{
     Action, Body, CallFn, CreateFn, Decision, DestroyFn, EntryFn, EscBuf, EscSlice, Event, FreeFn,
-    HookInput, HookKind, LegRole, LogLevel, MessageContext, MetricKind, PeerInfo, PluginDescriptor,
-    ABI_VERSION, ENTRY_SYMBOL, INTEREST_ALL, INTEREST_EVENTS, INTEREST_REQUESTS,
+    HookInput, HookKind, LegRole, LogLevel, MessageContext, MetricKind, NewRequest, PeerInfo,
+    PluginDescriptor, ABI_VERSION, ENTRY_SYMBOL, INTEREST_ALL, INTEREST_EVENTS, INTEREST_REQUESTS,
     INTEREST_RESPONSES, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
 };
 use std::cell::RefCell;
@@ -616,15 +616,29 @@ fn decision_and_action_tags(x: &mut Expected) {
         "ESC_ACTION_CREATE_LEG",
         Action::CreateLeg {
             call: 2004,
-            invite: b"invite".to_vec(),
+            request: NewRequest {
+                request_uri: "request-uri-3".into(),
+                from: "from-3".into(),
+                to: "to-3".into(),
+                headers: vec![("h-name-3".into(), "h-value-3".into())],
+                body: Some(Body {
+                    content_type: "content-type-3".into(),
+                    bytes: b"body-3".to_vec(),
+                }),
+            },
             target: Some("target".into()),
             token: 2005,
         },
     );
     x.set("ESC_TAG_CALL", a.tag_of_u64(2004));
     x.set("ESC_TAG_TOKEN", a.tag_of_u64(2005));
-    x.set("ESC_TAG_MESSAGE", a.tag_of(b"invite"));
+    x.set("ESC_TAG_REMOTE_TARGET", a.tag_of(b"request-uri-3"));
+    x.set("ESC_TAG_LOCAL_URI", a.tag_of(b"from-3"));
+    x.set("ESC_TAG_REMOTE_URI", a.tag_of(b"to-3"));
+    x.set("ESC_TAG_CONTENT_TYPE", a.tag_of(b"content-type-3"));
+    x.set("ESC_TAG_BODY", a.tag_of(b"body-3"));
     x.set("ESC_TAG_TARGET", a.tag_of(b"target"));
+    header_pair(x, &a, "ESC_TAG_HEADER", "h-name-3", "h-value-3");
     a.done();
 
     let a = action_list(x, "ESC_ACTION_PAIR", Action::Pair { a: 2006, b: 2007 });

@@ -20,7 +20,7 @@ use crate::invite::{self, ConferenceInvite, PeerDialog};
 use crate::policy::{Domain, MediaMode};
 use crate::sdp::check_msrp_offer;
 use crate::trigger::Trigger;
-use escalator_plugin_api::{Action, Body, Event};
+use escalator_plugin_api::{Action, Body, Event, NewRequest};
 use escalator_sip::SipMessage;
 
 /// How long the client's 200 to an offerless re-INVITE may wait for our ACK
@@ -124,7 +124,7 @@ fn reason_of(message: &[u8]) -> String {
 }
 
 /// The conference INVITE for `setup` with `offer`, or why it cannot be built.
-pub fn conference_invite(setup: &Setup, offer: &[u8]) -> Result<Vec<u8>, Refusal> {
+pub fn conference_invite(setup: &Setup, offer: &[u8]) -> Result<NewRequest, Refusal> {
     invite::build(&ConferenceInvite {
         factory_uri: &setup.domain.factory_uri,
         from: &setup.from,
@@ -332,7 +332,7 @@ impl Flow {
                 self.tokens.conference = token();
                 let create = Action::CreateLeg {
                     call: self.setup.call,
-                    invite,
+                    request: invite,
                     target: None,
                     token: self.tokens.conference,
                 };

@@ -342,7 +342,7 @@ impl Escalator {
         if decision.shadow {
             let offer = setup.client_sdp.clone().unwrap_or_default();
             let text = match flow::conference_invite(&setup, &offer) {
-                Ok(invite) => String::from_utf8_lossy(&invite).into_owned(),
+                Ok(invite) => invite.describe("INVITE"),
                 Err(r) => format!("(no INVITE: {})", r.text),
             };
             out.push(metric(

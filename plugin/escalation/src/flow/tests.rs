@@ -132,11 +132,14 @@ fn fresh_offer_success_reanchors_and_repairs() {
     );
     assert_eq!(o, None);
     assert_eq!(kinds(&a), ["create-leg"]);
-    let Action::CreateLeg { invite, target, .. } = &a[0] else {
+    let Action::CreateLeg {
+        request, target, ..
+    } = &a[0]
+    else {
         unreachable!()
     };
     assert_eq!(*target, None, "step 10: toward the core next hop");
-    let text = String::from_utf8_lossy(invite);
+    let text = request.describe("INVITE");
     assert!(
         text.contains("a=path:msrp://192.0.2.1:7654/fresh;tcp"),
         "step 8: the fresh offer"

@@ -5,7 +5,7 @@
 //! release the old partner with BYE, NOTIFY "200 OK" (terminated).
 
 use escalator_plugin_api::{
-    export_plugin, Action, Body, Decision, Event, HookInput, LegRole, Plugin,
+    export_plugin, Action, Body, Decision, Event, HookInput, LegRole, NewRequest, Plugin,
 };
 use std::collections::HashMap;
 
@@ -93,17 +93,16 @@ impl Plugin for Scripted {
             },
         );
         let offer = c.last_offer.clone().unwrap_or_default();
-        let invite = format!(
-            "INVITE sip:conf-factory@example.com SIP/2.0\r\n\
-             From: {}\r\nTo: <sip:conf-factory@example.com>\r\n\
-             Call-ID: ignored\r\nCSeq: 1 INVITE\r\n\
-             Supported: replaces\r\nContent-Type: application/sdp\r\n\
-             Content-Length: {}\r\n\r\n",
-            c.remote_uri,
-            offer.len()
-        );
-        let mut invite = invite.into_bytes();
-        invite.extend_from_slice(&offer);
+        let invite = NewRequest {
+            request_uri: "sip:conf-factory@example.com".into(),
+            from: c.remote_uri.clone(),
+            to: "<sip:conf-factory@example.com>".into(),
+            headers: vec![("Supported".into(), "replaces".into())],
+            body: Some(Body {
+                content_type: "application/sdp".into(),
+                bytes: offer,
+            }),
+        };
         Decision::Handled(vec![
             Action::Respond {
                 transaction,
@@ -115,7 +114,7 @@ impl Plugin for Scripted {
             notify(c.leg, notify_token, "100 Trying", "active;expires=60"),
             Action::CreateLeg {
                 call: c.call,
-                invite,
+                request: invite,
                 target: None,
                 token: invite_token,
             },
