@@ -47,6 +47,7 @@ WORK = tempfile.mkdtemp(prefix="escalator-load-")
 PIN = False  # --pin: latency runs with the target alone on CPU 1
 SHARDS = 0  # --shards: the host's runtime.shards (0 = one per CPU)
 METRICS = {}  # escalator address -> its metrics endpoint
+RECEIVERS = 0  # --receivers: listen.udp_receivers of the measured host (0: its default)
 BASELINE = None  # --baseline: another escalator binary measured beside BIN
 TARGETS = ("escalator", "baseline", "plugin", "kamailio")  # --targets
 GENERATORS = ("sipp", "loadgen")  # --generator: who makes the latency runs' calls
@@ -116,6 +117,8 @@ def start_escalator(transport, uas_port, plugin=False, binary=None):
         f'[metrics]\nlisten = "{HOST}:{host_port + 1000}"\n'
         f'[runtime]\nshards = {SHARDS}\n'
     )
+    if RECEIVERS and binary is None:
+        text = text.replace("[core]", f"udp_receivers = {RECEIVERS}\n[core]", 1)
     if plugin:
         text += (f'[[plugins]]\npath = "builtin:escalation"\n[plugins.config]\n'
                  f'policy = "{os.path.join(ROOT, "policies", "default.toml")}"\n')
@@ -186,7 +189,11 @@ def passes(target, transport, rate, seconds=3):
     # A retransmission means a request went unanswered for T1 (500 ms): the
     # target fell behind and the calls only completed from queues (both
     # sides have deep socket buffers), which a longer run would not.
-    return failed == 0 and ok == calls and kept_pace and retransmissions == 0
+    passed = failed == 0 and ok == calls and kept_pace and retransmissions == 0
+    if not passed:
+        print(f"  {target} at {rate}/s: {ok} of {calls} successful, {failed} failed, "
+              f"{retransmissions} retransmissions, {elapsed:.1f} s", flush=True)
+    return passed
 
 
 def ramp(target, transport):
@@ -480,7 +487,7 @@ def escalation_load(calls):
 
 
 def main():
-    global PIN, SHARDS, GENERATORS, ARRIVALS, BASELINE, TARGETS, BIN
+    global PIN, SHARDS, GENERATORS, ARRIVALS, BASELINE, TARGETS, BIN, RECEIVERS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--transport", action="append", choices=["udp", "tcp"])
     ap.add_argument("--memory", action="append", type=int, metavar="CALLS")
@@ -500,12 +507,15 @@ def main():
                     help="escalator-loadgen's schedule (default poisson)")
     ap.add_argument("--baseline", metavar="PATH",
                     help="another escalator binary, measured beside this one in the same run")
+    ap.add_argument("--receivers", type=int, default=0, metavar="N",
+                    help="listen.udp_receivers of the measured host (not the baseline); 0: its default")
     ap.add_argument("--binary", metavar="PATH", default=BIN,
                     help="the escalator binary to measure (default target/release/escalator)")
     ap.add_argument("--targets", default=",".join(TARGETS),
                     help="comma-separated: escalator,baseline,plugin,kamailio (default all)")
     args = ap.parse_args()
     BIN = os.path.abspath(args.binary)
+    RECEIVERS = args.receivers
     BASELINE = os.path.abspath(args.baseline) if args.baseline else None
     TARGETS = tuple(t.strip() for t in args.targets.split(","))
     PIN = args.pin

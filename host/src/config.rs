@@ -109,8 +109,8 @@ pub struct ListenConfig {
     pub udp_receive_buffer: usize,
     /// Sockets per UDP listen address, each read by its own loop (Linux,
     /// `SO_REUSEPORT`): one peer's datagrams always reach the same loop and
-    /// keep their order; peers are read in parallel. Absent: one per CPU,
-    /// at most 8.
+    /// keep their order; peers are read in parallel. Absent: two per CPU,
+    /// 2 to 16.
     pub udp_receivers: Option<usize>,
 }
 

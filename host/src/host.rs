@@ -18,7 +18,8 @@ pub struct HostHandle {
     transport: Transport,
     /// One per shard, in shard order.
     control: Vec<mpsc::Sender<Control>>,
-    shards: Vec<JoinHandle<()>>,
+    /// Each shard runs on a thread of its own (see [`spawn_shard`]).
+    shards: Vec<std::thread::JoinHandle<()>>,
     trimmer: Option<JoinHandle<()>>,
     /// The builtin plugins of the binary, for reloads.
     builtins: Builtins,
@@ -71,7 +72,7 @@ pub async fn start_with(cfg: &Config, builtins: Builtins) -> anyhow::Result<Host
         );
         let (tx, rx) = mpsc::channel(4);
         control.push(tx);
-        shards.push(tokio::spawn(core.run(inbox, rx)));
+        shards.push(spawn_shard(index, core, inbox, rx)?);
     }
     let trimmer = (cfg.memory.trim_check_ms > 0).then(|| {
         let every = Duration::from_millis(cfg.memory.trim_check_ms);
@@ -86,6 +87,33 @@ pub async fn start_with(cfg: &Config, builtins: Builtins) -> anyhow::Result<Host
         builtins,
         stats,
     })
+}
+
+/// A shard on a thread of its own, with a single-threaded runtime (its
+/// timers and channels). A shard woken by a receive loop then runs at once
+/// on its own thread: as a task of the shared runtime it was woken into the
+/// receive loop's worker (tokio's "LIFO slot", which other workers do not
+/// steal) and waited there until the loop yielded, so one busy peer's loop
+/// and the shards it fed shared one CPU (BENCHMARKS.md). The thread logs to
+/// the subscriber of whoever started the host.
+fn spawn_shard(
+    index: usize,
+    core: Core,
+    inbox: mpsc::Receiver<crate::transport::TransportEvent>,
+    control: mpsc::Receiver<Control>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a shard's runtime")?;
+    std::thread::Builder::new()
+        .name(format!("escalator-shard-{index}"))
+        .spawn(move || {
+            let _log = tracing::dispatcher::set_default(&dispatch);
+            runtime.block_on(core.run(inbox, control));
+        })
+        .context("starting a shard's thread")
 }
 
 impl HostHandle {
@@ -110,7 +138,7 @@ impl HostHandle {
             t.abort();
         }
         for shard in self.shards {
-            let _ = shard.await;
+            let _ = tokio::task::spawn_blocking(move || shard.join()).await;
         }
     }
 

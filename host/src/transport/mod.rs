@@ -6,6 +6,7 @@ mod drops;
 mod inbox;
 mod tcp;
 mod udp;
+mod udp_batch;
 
 pub use inbox::{Closed, CoreInbox};
 
@@ -136,7 +137,7 @@ pub struct Limits {
     /// SO_RCVBUF asked for each UDP socket (0: the kernel's default).
     pub udp_receive_buffer: usize,
     /// Sockets (each with its receive loop) per UDP listen address; None:
-    /// one per CPU, at most 8. See [`udp::bind_group`].
+    /// two per CPU, 2 to 16. See `udp::bind_group`.
     pub udp_receivers: Option<usize>,
 }
 
@@ -233,8 +234,11 @@ impl Transport {
         limits: Limits,
         events: CoreInbox,
     ) -> std::io::Result<Transport> {
+        // Twice as many sockets as CPUs by default: two busy peers (a load
+        // generator's two ends, a core and a big client) then seldom share
+        // one loop, which would serve both alone.
         let receivers = limits.udp_receivers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
+            std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).clamp(2, 16))
         });
         let mut udp_sockets = Vec::new();
         let mut udp_groups = Vec::new();

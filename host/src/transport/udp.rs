@@ -8,6 +8,7 @@
 //! one peer are read by one loop, in arrival order, and handed to the core
 //! in that order, while different peers are read and parsed in parallel.
 
+use super::udp_batch::BatchReader;
 use super::{parse_inbound, Inbound, Proto, Shared, Target, TransportEvent};
 use bytes::Bytes;
 use std::io;
@@ -102,42 +103,42 @@ pub(super) fn granted_receive_buffer(reported: usize) -> usize {
     }
 }
 
+/// Datagrams read per system call at most (see `udp_batch.rs`).
+const BATCH: usize = 8;
+
 pub(super) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: SocketAddr) {
-    let mut buf = vec![0u8; 65536];
+    let mut reader = BatchReader::new(BATCH);
     loop {
-        let (n, from) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(v) => v,
-                Err(e) => {
-                    // ICMP port unreachable surfaces here on some systems; keep going.
-                    tracing::debug!(error = %e, "udp receive error");
-                    continue;
-                }
+        tokio::select! {
+            r = reader.read(&socket) => if let Err(e) = r {
+                // ICMP port unreachable surfaces here on some systems; keep going.
+                tracing::debug!(error = %e, "udp receive error");
+                continue;
             },
             _ = shared.cancel.cancelled() => return,
-        };
+        }
         let received = std::time::Instant::now();
-        let data = &buf[..n];
-        if data.iter().all(|b| b.is_ascii_whitespace()) {
-            continue; // keep-alive
+        for (data, from) in reader.datagrams() {
+            if data.iter().all(|b| b.is_ascii_whitespace()) {
+                continue; // keep-alive
+            }
+            let message = parse_inbound(data, shared.limits);
+            let ev = TransportEvent::Inbound(Inbound {
+                source: Target {
+                    proto: Proto::Udp,
+                    addr: from,
+                    conn: None,
+                },
+                local,
+                message,
+                received,
+            });
+            if shared.events.send(ev).await.is_err() {
+                return;
+            }
         }
-        let message = parse_inbound(data, shared.limits);
-        let ev = TransportEvent::Inbound(Inbound {
-            source: Target {
-                proto: Proto::Udp,
-                addr: from,
-                conn: None,
-            },
-            local,
-            message,
-            received,
-        });
-        if shared.events.send(ev).await.is_err() {
-            return;
-        }
-        // Let the core handle it now: a receive loop with datagrams waiting
-        // would otherwise keep its worker for a whole scheduling budget
-        // (up to 128 datagrams), and the core would wait behind it.
+        // The shards run on threads of their own (`host.rs`), so nothing
+        // waits behind this loop but the other loops: one yield per batch.
         tokio::task::yield_now().await;
     }
 }
