@@ -123,6 +123,30 @@ fn parts(invite: &SipMessage) -> Vec<multipart::Part> {
         .expect("multipart body")
 }
 
+/// The focus answers the conference INVITE `conf` 200 with its SDP; the
+/// host ACKs it and re-anchors alice (her ACK carries that SDP). Returns
+/// alice's ACK.
+async fn focus_answers(
+    rig: &mut Rig,
+    s: &Established,
+    conf: &SipMessage,
+) -> anyhow::Result<SipMessage> {
+    let focus = rig.bob.accept_dialog(conf, s.host);
+    rig.bob.send(
+        s.host,
+        &rig.bob.reply(
+            conf,
+            200,
+            &focus.local_tag,
+            Some(("application/sdp", CONF_SDP)),
+        ),
+    );
+    rig.bob.expect_request("ACK").await?;
+    let (ack, _) = rig.alice.expect_request("ACK").await?;
+    assert_eq!(&ack.body[..], CONF_SDP.as_bytes());
+    Ok(ack)
+}
+
 /// alice's MESSAGE leaves on the conference dialog of `conf`.
 async fn message_reaches_the_conference(
     rig: &mut Rig,
@@ -438,19 +462,7 @@ async fn custom_add_user_request_escalates_without_notify() -> R {
     let (conf, _) = rig.bob.expect_request("INVITE").await?;
     let list = escalator_escalation::resource_list::parse(&parts(&conf)[1].body, 10)?;
     assert_eq!(list[0], "sip:carol@example.com");
-    let focus = rig.bob.accept_dialog(&conf, s.host);
-    rig.bob.send(
-        s.host,
-        &rig.bob.reply(
-            &conf,
-            200,
-            &focus.local_tag,
-            Some(("application/sdp", CONF_SDP)),
-        ),
-    );
-    rig.bob.expect_request("ACK").await?;
-    let (ack, _) = rig.alice.expect_request("ACK").await?;
-    assert_eq!(&ack.body[..], CONF_SDP.as_bytes());
+    focus_answers(&mut rig, &s, &conf).await?;
     rig.alice.expect_silence(Duration::from_millis(300)).await?;
     // Other INFOs still pass through to the peer.
     let dtmf = s.a.request(
@@ -706,19 +718,7 @@ async fn a_200_to_the_offer_request_retransmitted_after_the_ack_gets_the_ack_aga
     rig.bob.expect_silence(Duration::from_millis(200)).await?;
     rig.alice.expect_silence(Duration::from_millis(100)).await?;
 
-    let focus = rig.bob.accept_dialog(&conf, s.host);
-    rig.bob.send(
-        s.host,
-        &rig.bob.reply(
-            &conf,
-            200,
-            &focus.local_tag,
-            Some(("application/sdp", CONF_SDP)),
-        ),
-    );
-    rig.bob.expect_request("ACK").await?;
-    let (ack, _) = rig.alice.expect_request("ACK").await?;
-    assert_eq!(&ack.body[..], CONF_SDP.as_bytes());
+    let ack = focus_answers(&mut rig, &s, &conf).await?;
     let (frag, _) = take_notify(&mut rig, &s).await?;
     assert_eq!(frag, "SIP/2.0 200 OK");
 

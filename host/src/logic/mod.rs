@@ -225,7 +225,9 @@ impl B2bua {
     }
 
     fn on_logic_timer(&mut self, id: u64) {
-        match self.timers.remove(&id) {
+        let timer = self.timers.remove(&id);
+        crate::compaction::shrink_if_sparse(&mut self.timers);
+        match timer {
             Some(LogicTimer::Plugin(by)) => self.plugin_timer_fired(by),
             Some(LogicTimer::PluginAnswerDue(sid)) => {
                 let unanswered = self

@@ -354,17 +354,7 @@ impl B2bua {
             warn!(leg = %leg_id, method, "plugin request on an unknown leg");
             return self.plugin_send_failed(by, leg_id.0);
         }
-        let mut template = SipMessage::request(method, "");
-        for (n, v) in headers {
-            template.push_header(&n, v);
-        }
-        match body {
-            Some(b) => {
-                template.push_header("Content-Type", b.content_type);
-                template.set_body(Bytes::from(b.bytes));
-            }
-            None => template.set_body(Bytes::new()),
-        }
+        let template = plugin_message(method, "", headers, body);
         let sent = self.entities.send_on_leg(
             leg_id,
             LegRequest {
@@ -407,17 +397,12 @@ impl B2bua {
                 None => return fail(self, "target is not udp:ip:port or tcp:ip:port"),
             },
         };
-        let mut template = SipMessage::request("INVITE", &request.request_uri);
-        for (n, v) in &request.headers {
-            template.push_header(n, v.as_str());
-        }
-        match request.body {
-            Some(b) => {
-                template.push_header("Content-Type", b.content_type);
-                template.set_body(Bytes::from(b.bytes));
-            }
-            None => template.set_body(Bytes::new()),
-        }
+        let template = plugin_message(
+            "INVITE",
+            &request.request_uri,
+            request.headers,
+            request.body,
+        );
         // A new request, not a relayed one: its Max-Forwards is not decremented.
         let mf = template
             .header("Max-Forwards")
@@ -444,7 +429,9 @@ impl B2bua {
     pub(super) fn plugin_response(&mut self, tx: ClientTxId, info: ClientInfo, resp: SipMessage) {
         let status = resp.status().unwrap_or(0);
         let by = if status >= 200 {
-            self.plugin_requests.remove(&tx)
+            let by = self.plugin_requests.remove(&tx);
+            crate::compaction::shrink_if_sparse(&mut self.plugin_requests);
+            by
         } else {
             self.plugin_requests.get(&tx).cloned()
         };
@@ -487,6 +474,28 @@ impl B2bua {
     pub(super) fn plugin_timer_fired(&mut self, by: PluginRef) {
         self.deliver_event(&by.set, by.index, Event::Timer { token: by.token });
     }
+}
+
+/// The request a plugin described: its end-to-end headers and body, for
+/// the entities to copy into a request of the host's dialog.
+fn plugin_message(
+    method: &str,
+    uri: &str,
+    headers: Vec<(String, String)>,
+    body: Option<Body>,
+) -> SipMessage {
+    let mut m = SipMessage::request(method, uri);
+    for (n, v) in headers {
+        m.push_header(&n, v);
+    }
+    match body {
+        Some(b) => {
+            m.push_header("Content-Type", b.content_type);
+            m.set_body(Bytes::from(b.bytes));
+        }
+        None => m.set_body(Bytes::new()),
+    }
+    m
 }
 
 /// `udp:10.0.0.1:5060` or `tcp:[::1]:5060`.
