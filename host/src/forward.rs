@@ -67,7 +67,8 @@ pub fn contact_value(proto: Proto, local: SocketAddr) -> String {
 }
 
 /// A response to `request` with its Via, From, To, Call-ID and CSeq; `to_tag`
-/// is added when the request's To has none (RFC 3261 section 8.2.6.2).
+/// is added when the request's To has none (RFC 3261 section 8.2.6.2); a
+/// 101–299 to a request outside a dialog also copies its Record-Route.
 pub fn response_to(
     request: &SipMessage,
     status: u16,
@@ -93,6 +94,14 @@ pub fn response_to(
     for name in ["Call-ID", "CSeq"] {
         if let Some(v) = request.header(name) {
             r.push_header(name, v);
+        }
+    }
+    // RFC 3261 §12.1.1: a response that can set up a dialog carries the
+    // request's Record-Route, in order, so the far side learns its route set.
+    let out_of_dialog = request.to_tag().is_none();
+    if out_of_dialog && (101..300).contains(&status) {
+        for v in request.header_values("Record-Route") {
+            r.push_header("Record-Route", v);
         }
     }
     r.set_body(Bytes::new());

@@ -14,6 +14,9 @@ pub const PLUGIN_GENERATION: &str = "escalator_plugin_generation";
 pub const CALLS_ACTIVE: &str = "escalator_calls_active";
 pub const TRANSACTIONS_ACTIVE: &str = "escalator_transactions_active";
 pub const MEMORY_TRIMS: &str = "escalator_memory_trims_total";
+/// In-dialog requests whose Call-ID and To tag name a leg of the host's but
+/// whose From tag is not that leg's remote tag (answered 481, never relayed).
+pub const DIALOG_MISMATCHES: &str = "escalator_dialog_mismatches_total";
 /// Datagrams the kernel dropped on a full UDP receive buffer, per socket.
 pub const UDP_RECEIVE_DROPS: &str = "escalator_udp_receive_drops_total";
 /// From reading a message off the socket to the end of its handling in the
@@ -80,6 +83,11 @@ pub fn count_out(msg: &SipMessage) {
     let (kind, method, status) = labels(msg);
     metrics::counter!(MESSAGES_OUT, "kind" => kind, "method" => method, "status" => status)
         .increment(1);
+}
+
+/// A request claimed a dialog that is not its own (`method` as label).
+pub fn dialog_mismatch(method: &str) {
+    metrics::counter!(DIALOG_MISMATCHES, "method" => known_method(method)).increment(1);
 }
 
 pub fn parse_error(proto: Proto) {

@@ -10,6 +10,25 @@ use hashbrown::HashTable;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
+/// How a request received in a dialog matched the host's legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogMatch {
+    Leg(LegId),
+    /// Call-ID and To tag name a leg, but the From tag is not its remote
+    /// tag: someone else's request (481, never relayed).
+    ForeignRemoteTag(LegId),
+    NoDialog,
+}
+
+impl DialogMatch {
+    pub fn leg(self) -> Option<LegId> {
+        match self {
+            DialogMatch::Leg(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
 /// Memory per established call is what operators size boxes by, so the
 /// model keeps each leg in one allocation (a table of 500-byte entries
 /// would also be copied whole on every resize) and indexes dialogs without
@@ -80,6 +99,29 @@ impl CallModel {
                     .is_some_and(|l| l.dialog.call_id == call_id && l.dialog.local_tag == local_tag)
             })
             .copied()
+    }
+
+    /// The leg of a request received in a dialog: Call-ID and To tag name
+    /// the leg (its local tag), and the From tag must be the leg's remote tag
+    /// once it has one (RFC 3261 §12.2.2). A leg whose remote tag is still
+    /// unknown (an early dialog) matches any.
+    pub fn find_request_leg(
+        &self,
+        call_id: &str,
+        to_tag: &str,
+        from_tag: Option<&str>,
+    ) -> DialogMatch {
+        let Some(id) = self.find(call_id, to_tag) else {
+            return DialogMatch::NoDialog;
+        };
+        match self
+            .legs
+            .get(&id)
+            .and_then(|l| l.dialog.remote_tag.as_deref())
+        {
+            Some(remote) if Some(remote) != from_tag => DialogMatch::ForeignRemoteTag(id),
+            _ => DialogMatch::Leg(id),
+        }
     }
 
     pub fn peer_of(&self, id: LegId) -> Option<LegId> {

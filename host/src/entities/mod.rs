@@ -37,7 +37,7 @@ use crate::timers::TimerQueue;
 use crate::transaction::{Action, ClientState, ClientTx, ServerTx, Timer, TimerConfig};
 use crate::transport::{LocalAddrs, Target};
 use bytes::Bytes;
-use calls::CallModel;
+use calls::{CallModel, DialogMatch};
 use dialog::{new_branch, new_tag, Dialog};
 use ids::{CallRef, ClientTxId, LegId, ServerTxId};
 use leg::{AckState, Leg, LegEvent, LegState, Role};
@@ -350,9 +350,20 @@ impl Entities {
             ack.call_id().unwrap_or_default().to_string(),
             ack.to_tag().unwrap_or_default(),
         );
-        let Some(leg_id) = self.calls.find(&call_id, &tag) else {
-            debug!(%call_id, "ACK for unknown dialog dropped");
-            return;
+        let leg_id = match self
+            .calls
+            .find_request_leg(&call_id, &tag, ack.from_tag().as_deref())
+        {
+            DialogMatch::Leg(l) => l,
+            DialogMatch::ForeignRemoteTag(_) => {
+                m::dialog_mismatch("ACK");
+                warn!(%call_id, "ACK with another dialog's From tag dropped");
+                return;
+            }
+            DialogMatch::NoDialog => {
+                debug!(%call_id, "ACK for unknown dialog dropped");
+                return;
+            }
         };
         let Some(leg) = self.calls.leg_mut(leg_id) else {
             return;

@@ -47,7 +47,11 @@ impl B2bua {
             return HookOutcome::Continue;
         };
         let leg = match (req.call_id(), req.to_tag()) {
-            (Some(c), Some(t)) => self.entities.calls().find(c, &t),
+            (Some(c), Some(t)) => self
+                .entities
+                .calls()
+                .find_request_leg(c, &t, req.from_tag().as_deref())
+                .leg(),
             _ => None,
         };
         let wanted = self

@@ -4,6 +4,7 @@
 //! one transaction each side; responses go back to the request they answer.
 
 use super::{B2bua, HookOutcome};
+use crate::entities::calls::DialogMatch;
 use crate::entities::dialog::Dialog;
 use crate::entities::ids::{ClientTxId, LegId, ServerTxId};
 use crate::entities::leg::{Leg, Role};
@@ -13,6 +14,7 @@ use crate::forward::{
     contact_uri, contact_value, copy_end_to_end, next_max_forwards, reason, response_to,
     without_tag,
 };
+use crate::metrics as m;
 use crate::routing::RouteError;
 use crate::shard::call_id_on_shard;
 use crate::sip::{Method, SipMessage};
@@ -29,9 +31,21 @@ impl B2bua {
         let method = req.request_method();
         let in_dialog = req.to_tag().is_some();
         let looped = self.is_loop(req);
+        let foreign = in_dialog && self.claims_a_foreign_dialog(req);
+        if foreign {
+            m::dialog_mismatch(req.method().unwrap_or_default());
+            warn!(
+                call_id = req.call_id().unwrap_or_default(),
+                request = %req.summary(),
+                "request names one of our dialogs with another From tag: refused"
+            );
+        }
         let mf = next_max_forwards(req);
         if method == Some(Method::Invite) {
             self.entities.respond(sid, 100, "Trying");
+        }
+        if foreign {
+            return self.entities.respond(sid, 481, reason(481));
         }
         if looped {
             return self.entities.respond(sid, 482, "Loop Detected");
@@ -47,6 +61,19 @@ impl B2bua {
         } else {
             self.out_of_dialog_request(sid);
         }
+    }
+
+    /// Call-ID and To tag name a leg of ours, the From tag is not its peer's
+    /// (RFC 3261 §12.2.2): whoever sent it learnt a Call-ID, not the dialog.
+    fn claims_a_foreign_dialog(&self, req: &SipMessage) -> bool {
+        let (Some(call_id), Some(tag)) = (req.call_id(), req.to_tag()) else {
+            return false;
+        };
+        let found =
+            self.entities
+                .calls()
+                .find_request_leg(call_id, &tag, req.from_tag().as_deref());
+        matches!(found, DialogMatch::ForeignRemoteTag(_))
     }
 
     /// A request we sent came back with the same Request-URI (a spiral with a
@@ -212,7 +239,12 @@ impl B2bua {
             req.call_id().unwrap_or_default().to_string(),
             req.to_tag().unwrap_or_default(),
         );
-        let Some(leg_id) = self.entities.calls().find(&call_id, &tag) else {
+        let from_tag = req.from_tag();
+        let found = self
+            .entities
+            .calls()
+            .find_request_leg(&call_id, &tag, from_tag.as_deref());
+        let Some(leg_id) = found.leg() else {
             debug!(%call_id, "no dialog for in-dialog request");
             return self.entities.respond(sid, 481, reason(481));
         };
