@@ -30,8 +30,14 @@ impl B2bua {
         };
         let method = req.request_method();
         let in_dialog = req.to_tag().is_some();
-        let looped = self.is_loop(req);
-        let foreign = in_dialog && self.claims_a_foreign_dialog(req);
+        let dialog = self.dialog_of(req);
+        let foreign = matches!(dialog, DialogMatch::ForeignRemoteTag(_));
+        // A request of one of our dialogs is matched before any loop check:
+        // one that left on one leg and came back through the core for
+        // another leg of ours (both parties behind the host) carries our
+        // own Via and a Request-URI we sent, and is a spiral, not a loop
+        // (RFC 5393, RFC 7332).
+        let looped = !matches!(dialog, DialogMatch::Leg(_)) && self.is_loop(req);
         if foreign {
             m::dialog_mismatch(req.method().unwrap_or_default());
             warn!(
@@ -63,17 +69,16 @@ impl B2bua {
         }
     }
 
-    /// Call-ID and To tag name a leg of ours, the From tag is not its peer's
-    /// (RFC 3261 §12.2.2): whoever sent it learnt a Call-ID, not the dialog.
-    fn claims_a_foreign_dialog(&self, req: &SipMessage) -> bool {
+    /// Which of our dialogs `req` is in (Call-ID, To tag and From tag,
+    /// RFC 3261 §12.2.2); a From tag that is not the leg's peer's means
+    /// whoever sent it learnt a Call-ID, not the dialog.
+    fn dialog_of(&self, req: &SipMessage) -> DialogMatch {
         let (Some(call_id), Some(tag)) = (req.call_id(), req.to_tag()) else {
-            return false;
+            return DialogMatch::NoDialog;
         };
-        let found =
-            self.entities
-                .calls()
-                .find_request_leg(call_id, &tag, req.from_tag().as_deref());
-        matches!(found, DialogMatch::ForeignRemoteTag(_))
+        self.entities
+            .calls()
+            .find_request_leg(call_id, &tag, req.from_tag().as_deref())
     }
 
     /// A request we sent came back with the same Request-URI (a spiral with a

@@ -23,6 +23,8 @@ use std::time::Duration;
 pub const HOST: &str = "127.0.0.2:5060";
 pub const ALICE: &str = "127.0.0.1:5061";
 pub const CORE: &str = "127.0.0.3:5060";
+/// A second client behind the host (reached through the core).
+pub const BOB: &str = "127.0.0.4:5062";
 
 pub fn addr(a: &str) -> SocketAddr {
     a.parse().expect("literal address")
@@ -57,6 +59,7 @@ impl Sent {
         let to = match self.to.to_string().as_str() {
             ALICE => "alice",
             CORE => "core",
+            BOB => "bob",
             _ => "elsewhere",
         };
         match (self.msg.method(), self.msg.status(), self.msg.cseq()) {
@@ -113,6 +116,10 @@ impl Rig {
 
     pub fn core_sends(&mut self, msg: &SipMessage) {
         self.deliver(CORE, msg)
+    }
+
+    pub fn bob_sends(&mut self, msg: &SipMessage) {
+        self.deliver(BOB, msg)
     }
 
     /// Everything the host sent since the last call, in order.
@@ -281,4 +288,30 @@ pub fn invite_through(rig: &mut Rig, alice: &mut Alice) -> (SipMessage, SipMessa
     let sent = rig.sent();
     assert_eq!(lines(&sent), ["100/INVITE→alice", "INVITE→core"]);
     (invite, sent[1].msg.clone())
+}
+
+/// A request as a proxy forwards it: its Via on top (RFC 3261 §16.6).
+pub fn proxied(req: &SipMessage, branch: &str) -> SipMessage {
+    let mut m = req.clone();
+    m.headers.insert(
+        0,
+        escalator_host::sip::Header {
+            name: "Via".into(),
+            value: format!("SIP/2.0/UDP {CORE};branch=z9hG4bK{branch}"),
+        },
+    );
+    m
+}
+
+/// A response as a proxy forwards it: its own Via (the top one) removed.
+pub fn unproxied(resp: &SipMessage) -> SipMessage {
+    let mut m = resp.clone();
+    if let Some(i) = m
+        .headers
+        .iter()
+        .position(|h| h.name.eq_ignore_ascii_case("Via"))
+    {
+        m.headers.remove(i);
+    }
+    m
 }
