@@ -76,14 +76,44 @@ pub(super) fn send(shared: &Arc<Shared>, target: &Target, data: Bytes, token: Op
     let shared = shared.clone();
     let target = target.clone();
     tokio::spawn(async move {
+        let from = source_ip(&shared, target.addr);
         let connected =
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr)).await;
+            tokio::time::timeout(CONNECT_TIMEOUT, connect_from(from, target.addr)).await;
         match connected {
             Ok(Ok(stream)) => run_connection(shared, id, stream, target.addr, rx).await,
             Ok(Err(e)) => fail_queue(&shared, id, &target, rx, &e.to_string()),
             Err(_) => fail_queue(&shared, id, &target, rx, "connect timed out"),
         }
     });
+}
+
+/// The address our Via names toward `remote`: a listen address of its
+/// family, unless that is the wildcard (then the kernel picks).
+fn source_ip(shared: &Shared, remote: SocketAddr) -> Option<std::net::IpAddr> {
+    shared
+        .tcp_local
+        .iter()
+        .find(|a| a.is_ipv4() == remote.is_ipv4())
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+}
+
+/// Connect to `remote` from `from` (any port), so the far side sees the
+/// host at the address its Via and Contact name.
+async fn connect_from(
+    from: Option<std::net::IpAddr>,
+    remote: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let Some(ip) = from else {
+        return TcpStream::connect(remote).await;
+    };
+    let socket = if remote.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(remote).await
 }
 
 fn fail_queue(
@@ -168,4 +198,40 @@ async fn run_connection(
     }
     unregister(&shared, id);
     write_task.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::transport::{CoreInbox, Limits, Proto, Target, Transport};
+    use bytes::Bytes;
+    use std::net::SocketAddr;
+
+    #[tokio::test]
+    async fn connections_leave_from_the_listen_address() {
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let listen: SocketAddr = "127.0.0.2:0".parse().expect("literal");
+        let t = Transport::bind(&[], &[listen], Limits::default(), CoreInbox::single(tx))
+            .await
+            .expect("bind");
+        let peer = tokio::net::TcpListener::bind("127.0.0.3:0")
+            .await
+            .expect("peer");
+        let target = Target {
+            proto: Proto::Tcp,
+            addr: peer.local_addr().expect("address"),
+            conn: None,
+        };
+        t.send(
+            &target,
+            Bytes::from_static(b"OPTIONS sip:x SIP/2.0\r\n\r\n"),
+            None,
+        );
+        let (_stream, from) = peer.accept().await.expect("accept");
+        assert_eq!(
+            from.ip(),
+            listen.ip(),
+            "the address the Via names, not 127.0.0.1"
+        );
+        t.shutdown();
+    }
 }
