@@ -249,6 +249,7 @@ impl TestUa {
             remote_target: to_uri.into(),
             peer,
             invite_cseq: 0,
+            route_set: Vec::new(),
         }
     }
 
@@ -272,6 +273,11 @@ impl TestUa {
             remote_target: escalator_host::forward::contact_uri(invite).unwrap_or_default(),
             peer: from,
             invite_cseq: 0,
+            route_set: invite
+                .header_values("Record-Route")
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
         }
     }
 
@@ -312,6 +318,10 @@ pub struct UaDialog {
     pub remote_target: String,
     pub peer: SocketAddr,
     pub invite_cseq: u32,
+    /// Route headers of the requests this side sends (RFC 3261 §12.1):
+    /// the Record-Route of the request that set the dialog up (UAS), or of
+    /// its 2xx reversed (UAC).
+    pub route_set: Vec<String>,
 }
 
 impl UaDialog {
@@ -338,6 +348,9 @@ impl UaDialog {
         let mut m = SipMessage::request(method, &self.remote_target);
         m.push_header("Via", ua.via(&escalator_host::dialog::new_branch()));
         m.push_header("Max-Forwards", "70");
+        for r in &self.route_set {
+            m.push_header("Route", r.as_str());
+        }
         m.push_header("From", format!("{};tag={}", self.local_uri, self.local_tag));
         match &self.remote_tag {
             Some(t) => m.push_header("To", format!("{};tag={t}", self.remote_uri)),
@@ -359,10 +372,17 @@ impl UaDialog {
         m
     }
 
-    /// Learn the remote tag and target from a 1xx/2xx response.
+    /// Learn the remote tag, target and (from the first) route set from a
+    /// 1xx/2xx response.
     pub fn update_from_response(&mut self, resp: &SipMessage) {
         if self.remote_tag.is_none() {
             self.remote_tag = resp.to_tag();
+            self.route_set = resp
+                .header_values("Record-Route")
+                .iter()
+                .rev()
+                .map(|r| r.to_string())
+                .collect();
         }
         if let Some(t) = escalator_host::forward::contact_uri(resp) {
             self.remote_target = t;
