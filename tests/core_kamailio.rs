@@ -201,3 +201,64 @@ async fn bob_at_the_core_calls_alice_registered_through_the_host() -> R {
     host.shutdown(std::time::Duration::from_millis(100)).await;
     Ok(())
 }
+
+/// Both parties behind the host, both registered through it: the session
+/// crosses the host twice, joined by the core (alice's leg, a leg to the
+/// core; a leg from the core, bob's leg). Every in-dialog request spirals
+/// host → core → host and is matched to its dialog, not answered 482.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alice_and_bob_both_behind_the_host_talk_through_the_core() -> R {
+    let core = Kamailio::start("127.0.0.5", None)?;
+    let host = host_before(&core).await?;
+    let host_addr = host.udp_addr().expect("host UDP address");
+    let ladder = Ladder::default();
+    let mut alice = TestUa::bind("alice", Proto::Udp, addr("127.0.0.1:0"), ladder.clone()).await?;
+    let mut bob = TestUa::bind("bob", Proto::Udp, addr("127.0.0.6:0"), ladder.clone()).await?;
+    alice.absorb_retransmissions = true;
+    bob.absorb_retransmissions = true;
+    register(&mut alice, host_addr).await?;
+    register(&mut bob, host_addr).await?;
+
+    let mut a = alice.new_dialog("sip:bob@example.com", host_addr);
+    alice.send(host_addr, &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))));
+    let (inv, from) = bob.expect_request("INVITE").await?;
+    assert_eq!(from, host_addr, "bob is reached through the host");
+    let mut b = bob.accept_dialog(&inv, from);
+    bob.send(from, &bob.reply(&inv, 200, &b.local_tag, Some(("application/sdp", SDP_ANSWER))));
+    let ok = alice.expect_response(200).await?;
+    a.update_from_response(&ok);
+    alice.send(host_addr, &a.ack(&alice));
+    bob.expect_request("ACK").await?;
+    assert_eq!(host.stats.calls(), 2, "alice–core and core–bob");
+
+    // In-dialog requests both ways: each spirals through the core.
+    alice.send(host_addr, &a.request(&alice, "MESSAGE", Some(("text/plain", "hi bob"))));
+    let (m, from) = bob.expect_request("MESSAGE").await?;
+    assert_eq!(&m.body[..], b"hi bob");
+    bob.send(from, &bob.reply(&m, 200, &b.local_tag, None));
+    alice.expect_response(200).await?;
+    bob.send(host_addr, &b.request(&bob, "MESSAGE", Some(("text/plain", "hi alice"))));
+    let (m, from) = alice.expect_request("MESSAGE").await?;
+    assert_eq!(&m.body[..], b"hi alice");
+    alice.send(from, &alice.reply(&m, 200, &a.local_tag, None));
+    bob.expect_response(200).await?;
+
+    bob.send(host_addr, &b.request(&bob, "BYE", None));
+    let (bye, from) = alice.expect_request("BYE").await?;
+    alice.send(from, &alice.reply(&bye, 200, &a.local_tag, None));
+    bob.expect_response(200).await?;
+    for _ in 0..100 {
+        if host.stats.calls() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        host.stats.calls(),
+        0,
+        "{}",
+        escalator_testkit::ua::render_ladder(&ladder)
+    );
+    host.shutdown(std::time::Duration::from_millis(100)).await;
+    Ok(())
+}
