@@ -20,7 +20,18 @@ fn addr(a: &str) -> SocketAddr {
 
 /// A host whose core next hop (and only core source) is `core`.
 async fn host_before(core: &Kamailio) -> anyhow::Result<HostHandle> {
-    let mut cfg = Config::default();
+    host_with(core, Vec::new()).await
+}
+
+/// The same, with plugins.
+async fn host_with(
+    core: &Kamailio,
+    plugins: Vec<escalator_host::config::PluginConfig>,
+) -> anyhow::Result<HostHandle> {
+    let mut cfg = Config {
+        plugins,
+        ..Config::default()
+    };
     cfg.listen.udp = vec![addr("127.0.0.2:0")];
     cfg.listen.tcp = vec![addr("127.0.0.2:0")];
     cfg.core.address = core.addr;
@@ -220,11 +231,22 @@ async fn alice_and_bob_both_behind_the_host_talk_through_the_core() -> R {
     register(&mut bob, host_addr).await?;
 
     let mut a = alice.new_dialog("sip:bob@example.com", host_addr);
-    alice.send(host_addr, &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))));
+    alice.send(
+        host_addr,
+        &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))),
+    );
     let (inv, from) = bob.expect_request("INVITE").await?;
     assert_eq!(from, host_addr, "bob is reached through the host");
     let mut b = bob.accept_dialog(&inv, from);
-    bob.send(from, &bob.reply(&inv, 200, &b.local_tag, Some(("application/sdp", SDP_ANSWER))));
+    bob.send(
+        from,
+        &bob.reply(
+            &inv,
+            200,
+            &b.local_tag,
+            Some(("application/sdp", SDP_ANSWER)),
+        ),
+    );
     let ok = alice.expect_response(200).await?;
     a.update_from_response(&ok);
     alice.send(host_addr, &a.ack(&alice));
@@ -232,12 +254,18 @@ async fn alice_and_bob_both_behind_the_host_talk_through_the_core() -> R {
     assert_eq!(host.stats.calls(), 2, "alice–core and core–bob");
 
     // In-dialog requests both ways: each spirals through the core.
-    alice.send(host_addr, &a.request(&alice, "MESSAGE", Some(("text/plain", "hi bob"))));
+    alice.send(
+        host_addr,
+        &a.request(&alice, "MESSAGE", Some(("text/plain", "hi bob"))),
+    );
     let (m, from) = bob.expect_request("MESSAGE").await?;
     assert_eq!(&m.body[..], b"hi bob");
     bob.send(from, &bob.reply(&m, 200, &b.local_tag, None));
     alice.expect_response(200).await?;
-    bob.send(host_addr, &b.request(&bob, "MESSAGE", Some(("text/plain", "hi alice"))));
+    bob.send(
+        host_addr,
+        &b.request(&bob, "MESSAGE", Some(("text/plain", "hi alice"))),
+    );
     let (m, from) = alice.expect_request("MESSAGE").await?;
     assert_eq!(&m.body[..], b"hi alice");
     alice.send(from, &alice.reply(&m, 200, &a.local_tag, None));
@@ -247,6 +275,208 @@ async fn alice_and_bob_both_behind_the_host_talk_through_the_core() -> R {
     let (bye, from) = alice.expect_request("BYE").await?;
     alice.send(from, &alice.reply(&bye, 200, &a.local_tag, None));
     bob.expect_response(200).await?;
+    for _ in 0..100 {
+        if host.stats.calls() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        host.stats.calls(),
+        0,
+        "{}",
+        escalator_testkit::ua::render_ladder(&ladder)
+    );
+    host.shutdown(std::time::Duration::from_millis(100)).await;
+    Ok(())
+}
+
+const FRESH_OFFER: &str = "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/fresh-a1;tcp\r\n";
+const CONF_SDP: &str = "v=0\r\no=focus 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 9000 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:9000/conf-9;tcp\r\n";
+
+/// The escalation plugin, with alice's client as the legacy one and the
+/// factory of example.com at the core.
+fn escalation_plugin() -> escalator_host::config::PluginConfig {
+    let dir = std::env::temp_dir().join(format!(
+        "escalator-kamailio-e2e-{}-{}",
+        std::process::id(),
+        escalator_host::dialog::random_token(8)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "version = \"kamailio-e2e\"\n\n[[legacy.rules]]\nname = \"old-test-clients\"\n\
+         verdict = \"legacy\"\nuser_agent = \"^escalator-test-ua/alice\"\n\n\
+         [domains.\"example.com\"]\nfactory_uri = \"sip:conference-factory@example.com\"\n\
+         max_group_size = 5\n",
+    )
+    .expect("policy file");
+    escalator_e2e::plugin_config(
+        "escalator-escalation",
+        &format!(
+            "policy = \"{}\"\nanswer_timeout_ms = 5000",
+            policy.display()
+        ),
+        10,
+    )
+}
+
+/// Escalation with a record-routing core between the host and everyone
+/// else: alice (legacy, behind the host) in a chat with bob (registered at
+/// Kamailio) adds carol; the conference INVITE reaches the focus through
+/// Kamailio, the focus's 200 and the host's ACK cross it, alice is
+/// re-anchored, bob's BYE of the replaced dialog is absorbed, and alice's
+/// MESSAGEs reach the focus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_through_a_record_routing_core() -> R {
+    escalate_through_the_core(&["sip:carol@example.com"]).await
+}
+
+/// The same with a REFER that lists several targets (RFC 5368).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_target_escalation_through_a_record_routing_core() -> R {
+    escalate_through_the_core(&["sip:carol@example.com", "sip:dave@example.net"]).await
+}
+
+async fn escalate_through_the_core(targets: &[&str]) -> R {
+    let ladder = Ladder::default();
+    let mut focus = TestUa::bind("focus", Proto::Udp, addr("127.0.0.7:0"), ladder.clone()).await?;
+    let core = Kamailio::start("127.0.0.5", Some(focus.addr()))?;
+    let host = host_with(&core, vec![escalation_plugin()]).await?;
+    let host_addr = host.udp_addr().expect("host UDP address");
+    let mut alice = TestUa::bind("alice", Proto::Udp, addr("127.0.0.1:0"), ladder.clone()).await?;
+    let mut bob = TestUa::bind("bob", Proto::Udp, addr("127.0.0.6:0"), ladder.clone()).await?;
+    for ua in [&mut alice, &mut bob, &mut focus] {
+        ua.absorb_retransmissions = true;
+    }
+    register(&mut bob, core.addr).await?;
+
+    // The 1-to-1 chat.
+    let mut a = alice.new_dialog("sip:bob@example.com", host_addr);
+    alice.send(
+        host_addr,
+        &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))),
+    );
+    let (inv, via_core) = bob.expect_request("INVITE").await?;
+    let mut b = bob.accept_dialog(&inv, via_core);
+    bob.send(
+        via_core,
+        &bob.reply(
+            &inv,
+            200,
+            &b.local_tag,
+            Some(("application/sdp", SDP_ANSWER)),
+        ),
+    );
+    let ok = alice.expect_response(200).await?;
+    a.update_from_response(&ok);
+    alice.send(host_addr, &a.ack(&alice));
+    bob.expect_request("ACK").await?;
+
+    // alice adds carol (and dave, in one REFER with a list).
+    let refer = match targets {
+        [one] => {
+            let mut r = a.request(&alice, "REFER", None);
+            r.push_header("Refer-To", format!("<{one}>"));
+            r
+        }
+        many => {
+            let list: Vec<String> = many.iter().map(|t| t.to_string()).collect();
+            let xml = escalator_escalation::resource_list::build(&list);
+            let mut r = a.request(
+                &alice,
+                "REFER",
+                Some(("application/resource-lists+xml", &xml)),
+            );
+            r.push_header("Refer-To", "<cid:targets@alice.example.com>");
+            r.push_header("Require", "multiple-refer");
+            r.push_header("Content-Disposition", "recipient-list");
+            r.push_header("Content-ID", "<targets@alice.example.com>");
+            r
+        }
+    };
+    alice.send(host_addr, &refer);
+    alice.expect_response(202).await?;
+    let (n, _) = alice.expect_request("NOTIFY").await?;
+    alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
+    let (reinvite, _) = alice.expect_request("INVITE").await?;
+    alice.send(
+        host_addr,
+        &alice.reply(
+            &reinvite,
+            200,
+            &a.local_tag,
+            Some(("application/sdp", FRESH_OFFER)),
+        ),
+    );
+
+    // The conference INVITE reaches the focus through the core.
+    let (conf, from) = focus.expect_request("INVITE").await?;
+    assert_eq!(from, core.addr, "through the core");
+    assert_eq!(
+        conf.request_uri(),
+        Some("sip:conference-factory@example.com")
+    );
+    assert!(
+        conf.header("Record-Route").is_some(),
+        "the core record-routes"
+    );
+    let body = String::from_utf8_lossy(&conf.body);
+    for t in targets {
+        assert!(body.contains(t), "{t} invited: {body}");
+    }
+    assert!(
+        body.contains("Replaces="),
+        "bob's entry carries Replaces: {body}"
+    );
+    let f = focus.accept_dialog(&conf, from);
+    focus.send(
+        from,
+        &focus.reply(
+            &conf,
+            200,
+            &f.local_tag,
+            Some(("application/sdp", CONF_SDP)),
+        ),
+    );
+    let (ack, _) = focus.expect_request("ACK").await?;
+    assert_eq!(
+        ack.call_id(),
+        conf.call_id(),
+        "the host's ACK crossed the core"
+    );
+    let (alice_ack, _) = alice.expect_request("ACK").await?;
+    assert_eq!(
+        &alice_ack.body[..],
+        CONF_SDP.as_bytes(),
+        "alice re-anchored"
+    );
+    let (n, _) = alice.expect_request("NOTIFY").await?;
+    assert!(String::from_utf8_lossy(&n.body).contains("200 OK"));
+    alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
+
+    // bob, replaced, ends the old dialog: absorbed, alice hears nothing.
+    bob.send(core.addr, &b.request(&bob, "BYE", None));
+    bob.expect_response(200).await?;
+    alice
+        .expect_silence(std::time::Duration::from_millis(300))
+        .await?;
+
+    // alice's chat now leads to the focus, through the core.
+    alice.send(
+        host_addr,
+        &a.request(&alice, "MESSAGE", Some(("text/plain", "hi all"))),
+    );
+    let (m, from) = focus.expect_request("MESSAGE").await?;
+    assert_eq!(m.call_id(), conf.call_id());
+    focus.send(from, &focus.reply(&m, 200, &f.local_tag, None));
+    alice.expect_response(200).await?;
+
+    alice.send(host_addr, &a.request(&alice, "BYE", None));
+    let (bye, from) = focus.expect_request("BYE").await?;
+    focus.send(from, &focus.reply(&bye, 200, &f.local_tag, None));
+    alice.expect_response(200).await?;
     for _ in 0..100 {
         if host.stats.calls() == 0 {
             break;
