@@ -20,13 +20,14 @@ fn addr(a: &str) -> SocketAddr {
 
 /// A host whose core next hop (and only core source) is `core`.
 async fn host_before(core: &Kamailio) -> anyhow::Result<HostHandle> {
-    host_with(core, Vec::new()).await
+    host_with(core, Vec::new(), Proto::Udp).await
 }
 
 /// The same, with plugins.
 async fn host_with(
     core: &Kamailio,
     plugins: Vec<escalator_host::config::PluginConfig>,
+    toward_core: Proto,
 ) -> anyhow::Result<HostHandle> {
     let mut cfg = Config {
         plugins,
@@ -35,7 +36,7 @@ async fn host_with(
     cfg.listen.udp = vec![addr("127.0.0.2:0")];
     cfg.listen.tcp = vec![addr("127.0.0.2:0")];
     cfg.core.address = core.addr;
-    cfg.core.transport = "udp".into();
+    cfg.core.transport = toward_core.to_string();
     cfg.core.sources = vec![core.addr.ip().to_string()];
     cfg.runtime.shards = 2;
     host::start(&cfg).await
@@ -54,12 +55,28 @@ async fn register(ua: &mut TestUa, registrar: SocketAddr) -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_behind_the_host_calls_bob_registered_at_a_record_routing_core() -> R {
+    call_through_the_core(Proto::Udp).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_call_over_tcp_everywhere() -> R {
+    call_through_the_core(Proto::Tcp).await
+}
+
+/// alice (behind the host) calls bob (registered at Kamailio), everything
+/// over `proto`: INVITE, 200, ACK, a re-INVITE from each side, MESSAGEs
+/// both ways, BYE from bob.
+async fn call_through_the_core(proto: Proto) -> R {
     let core = Kamailio::start("127.0.0.5", None)?;
-    let host = host_before(&core).await?;
-    let host_addr = host.udp_addr().expect("host UDP address");
+    let host = host_with(&core, Vec::new(), proto).await?;
+    let host_addr = match proto {
+        Proto::Udp => host.udp_addr(),
+        Proto::Tcp => host.tcp_addr(),
+    }
+    .expect("host address");
     let ladder = Ladder::default();
-    let mut alice = TestUa::bind("alice", Proto::Udp, addr("127.0.0.1:0"), ladder.clone()).await?;
-    let mut bob = TestUa::bind("bob", Proto::Udp, addr("127.0.0.6:0"), ladder.clone()).await?;
+    let mut alice = TestUa::bind("alice", proto, addr("127.0.0.1:0"), ladder.clone()).await?;
+    let mut bob = TestUa::bind("bob", proto, addr("127.0.0.6:0"), ladder.clone()).await?;
     alice.absorb_retransmissions = true;
     bob.absorb_retransmissions = true;
     register(&mut bob, core.addr).await?;
@@ -94,6 +111,39 @@ async fn alice_behind_the_host_calls_bob_registered_at_a_record_routing_core() -
     alice.send(host_addr, &a.ack(&alice));
     let (ack, _) = bob.expect_request("ACK").await?;
     assert_eq!(ack.call_id(), inv.call_id());
+
+    // A re-INVITE from each side (target refresh through the core).
+    alice.send(
+        host_addr,
+        &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))),
+    );
+    let (re, from) = bob.expect_request("INVITE").await?;
+    assert_eq!(re.call_id(), inv.call_id(), "in bob's dialog");
+    bob.send(
+        from,
+        &bob.reply(
+            &re,
+            200,
+            &b.local_tag,
+            Some(("application/sdp", SDP_ANSWER)),
+        ),
+    );
+    alice.expect_response(200).await?;
+    alice.send(host_addr, &a.ack(&alice));
+    bob.expect_request("ACK").await?;
+    bob.send(
+        core.addr,
+        &b.request(&bob, "INVITE", Some(("application/sdp", SDP_ANSWER))),
+    );
+    let (re, from) = alice.expect_request("INVITE").await?;
+    assert_eq!(re.call_id(), Some(a.call_id.as_str()), "in alice's dialog");
+    alice.send(
+        from,
+        &alice.reply(&re, 200, &a.local_tag, Some(("application/sdp", SDP_OFFER))),
+    );
+    bob.expect_response(200).await?;
+    bob.send(core.addr, &b.ack(&bob));
+    alice.expect_request("ACK").await?;
 
     // MESSAGE both ways, in the dialog, through the core.
     alice.send(
@@ -343,7 +393,7 @@ async fn escalate_through_the_core(targets: &[&str]) -> R {
     let ladder = Ladder::default();
     let mut focus = TestUa::bind("focus", Proto::Udp, addr("127.0.0.7:0"), ladder.clone()).await?;
     let core = Kamailio::start("127.0.0.5", Some(focus.addr()))?;
-    let host = host_with(&core, vec![escalation_plugin()]).await?;
+    let host = host_with(&core, vec![escalation_plugin()], Proto::Udp).await?;
     let host_addr = host.udp_addr().expect("host UDP address");
     let mut alice = TestUa::bind("alice", Proto::Udp, addr("127.0.0.1:0"), ladder.clone()).await?;
     let mut bob = TestUa::bind("bob", Proto::Udp, addr("127.0.0.6:0"), ladder.clone()).await?;
