@@ -12,6 +12,9 @@ transaction-stateful proxy (kamailio.cfg), measured in the same run.
   (latency) --generator sipp|loadgen|both: SIPp's bursts, or escalator-loadgen's
             paced calls (--arrivals poisson|even); both by default
   python3 examples/load/load.py --check 6000 --repeat 3   # pass/fail at one fixed rate
+  python3 examples/load/load.py --core 3000 --repeat 3   # through Kamailio as the core
+            (examples/core/kamailio.cfg): the UAS registered at Kamailio, and the
+            hairpin (the UAS registered through the host), beside the direct path
   (any mode) --shards N: the host's runtime.shards
   (any mode) --baseline PATH: another escalator binary (e.g. the previous
             commit built in a git worktree) measured beside this one, turn
@@ -107,12 +110,12 @@ def start_uas(transport):
     return p, p_port
 
 
-def start_escalator(transport, uas_port, plugin=False, binary=None):
+def start_escalator(transport, uas_port, plugin=False, binary=None, core_ip=CORE):
     host_port = port()
     cfg = os.path.join(WORK, f"escalator-{host_port}.toml")
     text = (
         f'[listen]\nudp = ["{HOST}:{host_port}"]\ntcp = ["{HOST}:{host_port}"]\n'
-        f'[core]\naddress = "{CORE}:{uas_port}"\ntransport = "{transport}"\nsources = ["{CORE}"]\n'
+        f'[core]\naddress = "{core_ip}:{uas_port}"\ntransport = "{transport}"\nsources = ["{core_ip}"]\n'
         f'[log]\nlevel = "error"\n[shutdown]\ngrace_ms = 200\n'
         f'[metrics]\nlisten = "{HOST}:{host_port + 1000}"\n'
         f'[runtime]\nshards = {SHARDS}\n'
@@ -429,6 +432,69 @@ def fixed_rate(rate, repeat, transport):
         print(f"{transport} {name}: passed {sum(runs)} of {len(runs)} runs at {rate}/s")
 
 
+def start_core_proxy(trust_contact):
+    """Kamailio as the operator core (record-routing proxy and registrar);
+    `trust_contact`: REGISTER Contacts saved as given, not by source."""
+    k_port = port()
+    extra = ["-A", "TRUST_CONTACT"] if trust_contact else []
+    p = spawn(["kamailio", "-DD", "-E", "-f", os.path.join(ROOT, "examples", "core", "kamailio.cfg"),
+               "-l", f"udp:{KAM}:{k_port}", "-m", "512", "-M", "32", "-b", "4194304", *extra])
+    time.sleep(1.5)
+    return p, f"{KAM}:{k_port}"
+
+
+def register(registrar, contact_host, contact_port, user="service"):
+    """One REGISTER of `user` with the UAS's contact, sent to `registrar`
+    (Kamailio, or the host, which relays it); True on 200."""
+    import socket
+    ip, p = registrar.split(":")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((CLIENT, 0))
+    s.settimeout(3)
+    me = "%s:%d" % s.getsockname()
+    msg = (f"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKreg{port()}\r\n"
+           f"Max-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=r1\r\nTo: <sip:{user}@example.com>\r\n"
+           f"Call-ID: reg-{port()}@load\r\nCSeq: 1 REGISTER\r\n"
+           f"Contact: <sip:{user}@{contact_host}:{contact_port}>\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n")
+    s.sendto(msg.encode(), (ip, int(p)))
+    try:
+        while True:
+            data = s.recv(4096).decode(errors="replace")
+            if " 100 " not in data.split("\r\n", 1)[0]:
+                return data.startswith("SIP/2.0 200")
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def through_core(rate, repeat):
+    """SIPp's uac → host → Kamailio → SIPp's uas at a fixed rate: the UAS
+    registered at Kamailio, and registered through the host (the hairpin:
+    every call crosses the host twice), beside the direct path."""
+    results = {}
+    for mode in ("direct", "through kamailio", "hairpin"):
+        uas, uas_port = start_uas("udp")
+        if mode == "direct":
+            host, addr = start_escalator("udp", uas_port)
+            core = None
+        else:
+            core, core_addr = start_core_proxy(trust_contact=(mode == "through kamailio"))
+            k_ip, k_port = core_addr.split(":")
+            host, addr = start_escalator("udp", int(k_port), core_ip=k_ip)
+            registrar = core_addr if mode == "through kamailio" else addr
+            if not register(registrar, CORE, uas_port):
+                print(f"{mode}: REGISTER failed", flush=True)
+        for _ in range(repeat):
+            ok = passes(addr, "udp", rate)
+            results.setdefault(mode, []).append(ok)
+            print(f"udp {mode} at {rate}/s: {'pass' if ok else 'FAIL'}", flush=True)
+        for p in (host, uas) + ((core,) if core else ()):
+            stop(p)
+    for mode, runs in results.items():
+        print(f"udp {mode}: passed {sum(runs)} of {len(runs)} runs at {rate}/s")
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -499,6 +565,8 @@ def main():
     ap.add_argument("--check", type=int, metavar="RATE",
                     help="only whether each target passes this fixed rate, --repeat times")
     ap.add_argument("--repeat", type=int, default=3, metavar="N")
+    ap.add_argument("--core", type=int, metavar="RATE",
+                    help="only calls through Kamailio as the core (and the hairpin) at this rate, --repeat times")
     ap.add_argument("--shards", type=int, default=0, metavar="N",
                     help="the host's runtime.shards (default 0: one per CPU)")
     ap.add_argument("--generator", choices=["sipp", "loadgen", "both"], default="both",
@@ -534,6 +602,8 @@ def main():
             escalation_load(args.escalation)
         elif args.latency:
             latency_only(args.latency)
+        elif args.core:
+            through_core(args.core, args.repeat)
         elif args.check:
             for transport in args.transport or ["udp"]:
                 fixed_rate(args.check, args.repeat, transport)
