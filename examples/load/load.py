@@ -438,7 +438,7 @@ def start_core_proxy(trust_contact):
     k_port = port()
     extra = ["-A", "TRUST_CONTACT"] if trust_contact else []
     p = spawn(["kamailio", "-DD", "-E", "-f", os.path.join(ROOT, "examples", "core", "kamailio.cfg"),
-               "-l", f"udp:{KAM}:{k_port}", "-m", "512", "-M", "32", "-b", "4194304", *extra])
+               "-l", f"udp:{KAM}:{k_port}", "-n", "4", "-m", "512", "-M", "32", "-b", "4194304", *extra])
     time.sleep(1.5)
     return p, f"{KAM}:{k_port}"
 
