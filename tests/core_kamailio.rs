@@ -9,7 +9,7 @@ use escalator_e2e::{SDP_ANSWER, SDP_OFFER};
 use escalator_host::config::Config;
 use escalator_host::host::{self, HostHandle};
 use escalator_host::transport::Proto;
-use escalator_testkit::ua::{Ladder, TestUa};
+use escalator_testkit::ua::{Ladder, TestUa, UaDialog};
 use std::net::SocketAddr;
 
 type R = anyhow::Result<()>;
@@ -40,6 +40,50 @@ async fn host_with(
     cfg.core.sources = vec![core.addr.ip().to_string()];
     cfg.runtime.shards = 2;
     host::start(&cfg).await
+}
+
+/// The host returns to no call (state settles after the last message),
+/// then stops.
+async fn no_call_left(host: HostHandle, ladder: &Ladder) -> R {
+    for _ in 0..100 {
+        if host.stats.calls() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        host.stats.calls(),
+        0,
+        "{}",
+        escalator_testkit::ua::render_ladder(ladder)
+    );
+    host.shutdown(std::time::Duration::from_millis(100)).await;
+    Ok(())
+}
+
+/// A MESSAGE from alice to bob and one back, each answered 200; each
+/// party sends its requests to its own next hop.
+async fn messages_both_ways(
+    (alice, a, alice_next): (&mut TestUa, &mut UaDialog, SocketAddr),
+    (bob, b, bob_next): (&mut TestUa, &mut UaDialog, SocketAddr),
+) -> R {
+    alice.send(
+        alice_next,
+        &a.request(alice, "MESSAGE", Some(("text/plain", "hi bob"))),
+    );
+    let (m, from) = bob.expect_request("MESSAGE").await?;
+    assert_eq!(&m.body[..], b"hi bob");
+    bob.send(from, &bob.reply(&m, 200, &b.local_tag, None));
+    alice.expect_response(200).await?;
+    bob.send(
+        bob_next,
+        &b.request(bob, "MESSAGE", Some(("text/plain", "hi alice"))),
+    );
+    let (m, from) = alice.expect_request("MESSAGE").await?;
+    assert_eq!(&m.body[..], b"hi alice");
+    alice.send(from, &alice.reply(&m, 200, &a.local_tag, None));
+    bob.expect_response(200).await?;
+    Ok(())
 }
 
 /// `ua` registers `user@example.com` at `registrar` with its own Contact.
@@ -146,42 +190,18 @@ async fn call_through_the_core(proto: Proto) -> R {
     alice.expect_request("ACK").await?;
 
     // MESSAGE both ways, in the dialog, through the core.
-    alice.send(
-        host_addr,
-        &a.request(&alice, "MESSAGE", Some(("text/plain", "hi bob"))),
-    );
-    let (m, from) = bob.expect_request("MESSAGE").await?;
-    assert_eq!(&m.body[..], b"hi bob");
-    bob.send(from, &bob.reply(&m, 200, &b.local_tag, None));
-    alice.expect_response(200).await?;
-    bob.send(
-        core.addr,
-        &b.request(&bob, "MESSAGE", Some(("text/plain", "hi alice"))),
-    );
-    let (m, from) = alice.expect_request("MESSAGE").await?;
-    assert_eq!(&m.body[..], b"hi alice");
-    alice.send(from, &alice.reply(&m, 200, &a.local_tag, None));
-    bob.expect_response(200).await?;
+    messages_both_ways(
+        (&mut alice, &mut a, host_addr),
+        (&mut bob, &mut b, core.addr),
+    )
+    .await?;
 
     // BYE from bob's side, through the core and the host.
     bob.send(core.addr, &b.request(&bob, "BYE", None));
     let (bye, from) = alice.expect_request("BYE").await?;
     alice.send(from, &alice.reply(&bye, 200, &a.local_tag, None));
     bob.expect_response(200).await?;
-    for _ in 0..100 {
-        if host.stats.calls() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        host.stats.calls(),
-        0,
-        "{}",
-        escalator_testkit::ua::render_ladder(&ladder)
-    );
-    host.shutdown(std::time::Duration::from_millis(100)).await;
-    Ok(())
+    no_call_left(host, &ladder).await
 }
 
 /// The reverse: bob calls alice, who registered through the host (the
@@ -228,39 +248,17 @@ async fn bob_at_the_core_calls_alice_registered_through_the_host() -> R {
     bob.send(core.addr, &b.ack(&bob));
     alice.expect_request("ACK").await?;
 
-    alice.send(
-        host_addr,
-        &a.request(&alice, "MESSAGE", Some(("text/plain", "hi bob"))),
-    );
-    let (m, from) = bob.expect_request("MESSAGE").await?;
-    bob.send(from, &bob.reply(&m, 200, &b.local_tag, None));
-    alice.expect_response(200).await?;
-    bob.send(
-        core.addr,
-        &b.request(&bob, "MESSAGE", Some(("text/plain", "hi alice"))),
-    );
-    let (m, from) = alice.expect_request("MESSAGE").await?;
-    alice.send(from, &alice.reply(&m, 200, &a.local_tag, None));
-    bob.expect_response(200).await?;
+    messages_both_ways(
+        (&mut alice, &mut a, host_addr),
+        (&mut bob, &mut b, core.addr),
+    )
+    .await?;
 
     alice.send(host_addr, &a.request(&alice, "BYE", None));
     let (bye, from) = bob.expect_request("BYE").await?;
     bob.send(from, &bob.reply(&bye, 200, &b.local_tag, None));
     alice.expect_response(200).await?;
-    for _ in 0..100 {
-        if host.stats.calls() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        host.stats.calls(),
-        0,
-        "{}",
-        escalator_testkit::ua::render_ladder(&ladder)
-    );
-    host.shutdown(std::time::Duration::from_millis(100)).await;
-    Ok(())
+    no_call_left(host, &ladder).await
 }
 
 /// Both parties behind the host, both registered through it: the session
@@ -304,41 +302,17 @@ async fn alice_and_bob_both_behind_the_host_talk_through_the_core() -> R {
     assert_eq!(host.stats.calls(), 2, "alice–core and core–bob");
 
     // In-dialog requests both ways: each spirals through the core.
-    alice.send(
-        host_addr,
-        &a.request(&alice, "MESSAGE", Some(("text/plain", "hi bob"))),
-    );
-    let (m, from) = bob.expect_request("MESSAGE").await?;
-    assert_eq!(&m.body[..], b"hi bob");
-    bob.send(from, &bob.reply(&m, 200, &b.local_tag, None));
-    alice.expect_response(200).await?;
-    bob.send(
-        host_addr,
-        &b.request(&bob, "MESSAGE", Some(("text/plain", "hi alice"))),
-    );
-    let (m, from) = alice.expect_request("MESSAGE").await?;
-    assert_eq!(&m.body[..], b"hi alice");
-    alice.send(from, &alice.reply(&m, 200, &a.local_tag, None));
-    bob.expect_response(200).await?;
+    messages_both_ways(
+        (&mut alice, &mut a, host_addr),
+        (&mut bob, &mut b, host_addr),
+    )
+    .await?;
 
     bob.send(host_addr, &b.request(&bob, "BYE", None));
     let (bye, from) = alice.expect_request("BYE").await?;
     alice.send(from, &alice.reply(&bye, 200, &a.local_tag, None));
     bob.expect_response(200).await?;
-    for _ in 0..100 {
-        if host.stats.calls() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        host.stats.calls(),
-        0,
-        "{}",
-        escalator_testkit::ua::render_ladder(&ladder)
-    );
-    host.shutdown(std::time::Duration::from_millis(100)).await;
-    Ok(())
+    no_call_left(host, &ladder).await
 }
 
 const FRESH_OFFER: &str = "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/fresh-a1;tcp\r\n";
@@ -527,18 +501,5 @@ async fn escalate_through_the_core(targets: &[&str]) -> R {
     let (bye, from) = focus.expect_request("BYE").await?;
     focus.send(from, &focus.reply(&bye, 200, &f.local_tag, None));
     alice.expect_response(200).await?;
-    for _ in 0..100 {
-        if host.stats.calls() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        host.stats.calls(),
-        0,
-        "{}",
-        escalator_testkit::ua::render_ladder(&ladder)
-    );
-    host.shutdown(std::time::Duration::from_millis(100)).await;
-    Ok(())
+    no_call_left(host, &ladder).await
 }
