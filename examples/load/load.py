@@ -19,7 +19,8 @@ transaction-stateful proxy (kamailio.cfg), measured in the same run.
   (any mode) --baseline PATH: another escalator binary (e.g. the previous
             commit built in a git worktree) measured beside this one, turn
             about, in the same run
-  (any mode) --targets escalator,baseline,plugin,kamailio: which to measure
+  (any mode) --targets escalator,baseline,plugin,kamailio,dialog: which to measure
+            (dialog: Kamailio as a dialog-stateful proxy, kamailio-dialog.cfg)
   (any mode) --binary PATH: the escalator binary (default target/release/escalator)
 
 Every SIPp run is bounded (-m calls, -timeout) and everything stays on
@@ -52,7 +53,7 @@ SHARDS = 0  # --shards: the host's runtime.shards (0 = one per CPU)
 METRICS = {}  # escalator address -> its metrics endpoint
 RECEIVERS = 0  # --receivers: listen.udp_receivers of the measured host (0: its default)
 BASELINE = None  # --baseline: another escalator binary measured beside BIN
-TARGETS = ("escalator", "baseline", "plugin", "kamailio")  # --targets
+TARGETS = ("escalator", "baseline", "plugin", "kamailio", "dialog")  # --targets
 GENERATORS = ("sipp", "loadgen")  # --generator: who makes the latency runs' calls
 ARRIVALS = "poisson"  # --arrivals: the loadgen's schedule
 CHILDREN = []
@@ -148,10 +149,10 @@ def handling_quantiles(addr):
     return get("0.5"), get("0.99")
 
 
-def start_kamailio(transport, uas_port):
+def start_kamailio(transport, uas_port, cfg="kamailio.cfg"):
     k_port = port()
     uas = f'"sip:{CORE}:{uas_port};transport={transport}"'
-    p = spawn(["kamailio", "-DD", "-E", "-f", os.path.join(HERE, "kamailio.cfg"), "-A", f"UAS={uas}",
+    p = spawn(["kamailio", "-DD", "-E", "-f", os.path.join(HERE, cfg), "-A", f"UAS={uas}",
                "-l", f"udp:{KAM}:{k_port}", "-l", f"tcp:{KAM}:{k_port}", "-m", "512", "-M", "32",
                # the same UDP receive buffer as the host's default (Kamailio probes up to this)
                "-b", "4194304"])
@@ -344,6 +345,8 @@ def target_starters(transport):
         ("baseline", "escalator (baseline)", lambda p: start_escalator(transport, p, binary=BASELINE)),
         ("plugin", "escalator + escalation plugin", lambda p: start_escalator(transport, p, plugin=True)),
         ("kamailio", "kamailio (tm proxy)", lambda p: start_kamailio(transport, p)),
+        ("dialog", "kamailio (dialog-stateful proxy)",
+         lambda p: start_kamailio(transport, p, cfg="kamailio-dialog.cfg")),
     ]
     return [(name, start) for key, name, start in all_targets
             if key in TARGETS and (key != "baseline" or BASELINE)]
@@ -399,6 +402,7 @@ def capacity(transports):
         rows = {r[1]: r[2] for r in results if r[0] == transport}
         e = rows.get("escalator")
         for other, label in (("kamailio (tm proxy)", "escalator / kamailio"),
+                             ("kamailio (dialog-stateful proxy)", "escalator / kamailio dialog proxy"),
                              ("escalator (baseline)", "escalator / baseline"),
                              ("escalator + escalation plugin", "with plugin / without")):
             if e and rows.get(other):
@@ -580,7 +584,7 @@ def main():
     ap.add_argument("--binary", metavar="PATH", default=BIN,
                     help="the escalator binary to measure (default target/release/escalator)")
     ap.add_argument("--targets", default=",".join(TARGETS),
-                    help="comma-separated: escalator,baseline,plugin,kamailio (default all)")
+                    help="comma-separated: escalator,baseline,plugin,kamailio,dialog (default all)")
     args = ap.parse_args()
     BIN = os.path.abspath(args.binary)
     RECEIVERS = args.receivers
