@@ -18,12 +18,49 @@ fn addr(a: &str) -> SocketAddr {
     a.parse().expect("literal address")
 }
 
-/// A host whose core next hop (and only core source) is `core`.
-async fn host_before(core: &Kamailio) -> anyhow::Result<HostHandle> {
-    host_with(core, Vec::new(), Proto::Udp).await
+/// Kamailio, a host in front of it, and alice (127.0.0.1) and bob
+/// (127.0.0.6) as test user agents, all over one transport.
+struct Scene {
+    core: Kamailio,
+    host: HostHandle,
+    /// Where alice (and anyone behind the host) sends.
+    host_addr: SocketAddr,
+    ladder: Ladder,
+    alice: TestUa,
+    bob: TestUa,
 }
 
-/// The same, with plugins.
+impl Scene {
+    /// `focus`: where the core routes the conference factory.
+    async fn start(
+        proto: Proto,
+        focus: Option<SocketAddr>,
+        plugins: Vec<escalator_host::config::PluginConfig>,
+        ladder: Ladder,
+    ) -> anyhow::Result<Scene> {
+        let core = Kamailio::start("127.0.0.5", focus)?;
+        let host = host_with(&core, plugins, proto).await?;
+        let host_addr = match proto {
+            Proto::Udp => host.udp_addr(),
+            Proto::Tcp => host.tcp_addr(),
+        }
+        .expect("host address");
+        let mut alice = TestUa::bind("alice", proto, addr("127.0.0.1:0"), ladder.clone()).await?;
+        let mut bob = TestUa::bind("bob", proto, addr("127.0.0.6:0"), ladder.clone()).await?;
+        alice.absorb_retransmissions = true;
+        bob.absorb_retransmissions = true;
+        Ok(Scene {
+            core,
+            host,
+            host_addr,
+            ladder,
+            alice,
+            bob,
+        })
+    }
+}
+
+/// A host whose core next hop (and only core source) is `core`.
 async fn host_with(
     core: &Kamailio,
     plugins: Vec<escalator_host::config::PluginConfig>,
@@ -111,18 +148,14 @@ async fn the_same_call_over_tcp_everywhere() -> R {
 /// over `proto`: INVITE, 200, ACK, a re-INVITE from each side, MESSAGEs
 /// both ways, BYE from bob.
 async fn call_through_the_core(proto: Proto) -> R {
-    let core = Kamailio::start("127.0.0.5", None)?;
-    let host = host_with(&core, Vec::new(), proto).await?;
-    let host_addr = match proto {
-        Proto::Udp => host.udp_addr(),
-        Proto::Tcp => host.tcp_addr(),
-    }
-    .expect("host address");
-    let ladder = Ladder::default();
-    let mut alice = TestUa::bind("alice", proto, addr("127.0.0.1:0"), ladder.clone()).await?;
-    let mut bob = TestUa::bind("bob", proto, addr("127.0.0.6:0"), ladder.clone()).await?;
-    alice.absorb_retransmissions = true;
-    bob.absorb_retransmissions = true;
+    let Scene {
+        core,
+        host,
+        host_addr,
+        ladder,
+        mut alice,
+        mut bob,
+    } = Scene::start(proto, None, Vec::new(), Ladder::default()).await?;
     register(&mut bob, core.addr).await?;
 
     // INVITE: alice → host → Kamailio (Record-Route, lookup) → bob.
@@ -211,14 +244,14 @@ async fn call_through_the_core(proto: Proto) -> R {
 /// find their way back through the core.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bob_at_the_core_calls_alice_registered_through_the_host() -> R {
-    let core = Kamailio::start("127.0.0.5", None)?;
-    let host = host_before(&core).await?;
-    let host_addr = host.udp_addr().expect("host UDP address");
-    let ladder = Ladder::default();
-    let mut alice = TestUa::bind("alice", Proto::Udp, addr("127.0.0.1:0"), ladder.clone()).await?;
-    let mut bob = TestUa::bind("bob", Proto::Udp, addr("127.0.0.6:0"), ladder.clone()).await?;
-    alice.absorb_retransmissions = true;
-    bob.absorb_retransmissions = true;
+    let Scene {
+        core,
+        host,
+        host_addr,
+        ladder,
+        mut alice,
+        mut bob,
+    } = Scene::start(Proto::Udp, None, Vec::new(), Ladder::default()).await?;
     register(&mut alice, host_addr).await?;
 
     let mut b = bob.new_dialog("sip:alice@example.com", core.addr);
@@ -267,14 +300,14 @@ async fn bob_at_the_core_calls_alice_registered_through_the_host() -> R {
 /// host → core → host and is matched to its dialog, not answered 482.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_and_bob_both_behind_the_host_talk_through_the_core() -> R {
-    let core = Kamailio::start("127.0.0.5", None)?;
-    let host = host_before(&core).await?;
-    let host_addr = host.udp_addr().expect("host UDP address");
-    let ladder = Ladder::default();
-    let mut alice = TestUa::bind("alice", Proto::Udp, addr("127.0.0.1:0"), ladder.clone()).await?;
-    let mut bob = TestUa::bind("bob", Proto::Udp, addr("127.0.0.6:0"), ladder.clone()).await?;
-    alice.absorb_retransmissions = true;
-    bob.absorb_retransmissions = true;
+    let Scene {
+        core: _running, // held: the core runs until the test ends
+        host,
+        host_addr,
+        ladder,
+        mut alice,
+        mut bob,
+    } = Scene::start(Proto::Udp, None, Vec::new(), Ladder::default()).await?;
     register(&mut alice, host_addr).await?;
     register(&mut bob, host_addr).await?;
 
@@ -366,14 +399,21 @@ async fn multi_target_escalation_through_a_record_routing_core() -> R {
 async fn escalate_through_the_core(targets: &[&str]) -> R {
     let ladder = Ladder::default();
     let mut focus = TestUa::bind("focus", Proto::Udp, addr("127.0.0.7:0"), ladder.clone()).await?;
-    let core = Kamailio::start("127.0.0.5", Some(focus.addr()))?;
-    let host = host_with(&core, vec![escalation_plugin()], Proto::Udp).await?;
-    let host_addr = host.udp_addr().expect("host UDP address");
-    let mut alice = TestUa::bind("alice", Proto::Udp, addr("127.0.0.1:0"), ladder.clone()).await?;
-    let mut bob = TestUa::bind("bob", Proto::Udp, addr("127.0.0.6:0"), ladder.clone()).await?;
-    for ua in [&mut alice, &mut bob, &mut focus] {
-        ua.absorb_retransmissions = true;
-    }
+    focus.absorb_retransmissions = true;
+    let Scene {
+        core,
+        host,
+        host_addr,
+        mut alice,
+        mut bob,
+        ..
+    } = Scene::start(
+        Proto::Udp,
+        Some(focus.addr()),
+        vec![escalation_plugin()],
+        ladder.clone(),
+    )
+    .await?;
     register(&mut bob, core.addr).await?;
 
     // The 1-to-1 chat.

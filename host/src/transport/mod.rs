@@ -310,11 +310,6 @@ impl Transport {
         }
     }
 
-    /// The listening address to advertise (Via, Contact) toward `remote`.
-    pub fn local_addr_for(&self, proto: Proto, remote: SocketAddr) -> Option<SocketAddr> {
-        self.local_addrs().for_remote(proto, remote)
-    }
-
     pub fn supports(&self, proto: Proto) -> bool {
         match proto {
             Proto::Udp => !self.shared.udp.is_empty(),
