@@ -1,8 +1,10 @@
 //! Calls through a real operator core: Kamailio (`examples/core/kamailio.cfg`,
 //! record-routing proxy and registrar) between the host and the other
 //! party, started by the test itself. Addresses: alice 127.0.0.1 (behind
-//! the host), host 127.0.0.2, Kamailio 127.0.0.5, bob 127.0.0.6 (registered
-//! directly at Kamailio).
+//! the host, registered through it), host 127.0.0.2, Kamailio 127.0.0.5,
+//! bob 127.0.0.6 (registered directly at Kamailio, or through the host),
+//! focus 127.0.0.7. Sessions: every combination of transport (UDP, TCP),
+//! caller (alice, bob) and bob's place (at the core, behind the host).
 
 use escalator_e2e::kamailio::Kamailio;
 use escalator_e2e::{SDP_ANSWER, SDP_OFFER};
@@ -98,31 +100,6 @@ async fn no_call_left(host: HostHandle, ladder: &Ladder) -> R {
     Ok(())
 }
 
-/// A MESSAGE from alice to bob and one back, each answered 200; each
-/// party sends its requests to its own next hop.
-async fn messages_both_ways(
-    (alice, a, alice_next): (&mut TestUa, &mut UaDialog, SocketAddr),
-    (bob, b, bob_next): (&mut TestUa, &mut UaDialog, SocketAddr),
-) -> R {
-    alice.send(
-        alice_next,
-        &a.request(alice, "MESSAGE", Some(("text/plain", "hi bob"))),
-    );
-    let (m, from) = bob.expect_request("MESSAGE").await?;
-    assert_eq!(&m.body[..], b"hi bob");
-    bob.send(from, &bob.reply(&m, 200, &b.local_tag, None));
-    alice.expect_response(200).await?;
-    bob.send(
-        bob_next,
-        &b.request(bob, "MESSAGE", Some(("text/plain", "hi alice"))),
-    );
-    let (m, from) = alice.expect_request("MESSAGE").await?;
-    assert_eq!(&m.body[..], b"hi alice");
-    alice.send(from, &alice.reply(&m, 200, &a.local_tag, None));
-    bob.expect_response(200).await?;
-    Ok(())
-}
-
 /// `ua` registers `user@example.com` at `registrar` with its own Contact.
 async fn register(ua: &mut TestUa, registrar: SocketAddr) -> R {
     let mut d = ua.new_dialog(&format!("sip:{}@example.com", ua.name), registrar);
@@ -134,20 +111,42 @@ async fn register(ua: &mut TestUa, registrar: SocketAddr) -> R {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alice_behind_the_host_calls_bob_registered_at_a_record_routing_core() -> R {
-    call_through_the_core(Proto::Udp).await
+/// Where bob is: registered through the host (alice and bob both behind
+/// it: the session crosses the host twice, joined by the core, and every
+/// in-dialog request spirals host → core → host), or directly at Kamailio.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Bob {
+    BehindTheHost,
+    AtTheCore,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_call_over_tcp_everywhere() -> R {
-    call_through_the_core(Proto::Tcp).await
+/// Who places the call; the other one hangs up.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Caller {
+    Alice,
+    Bob,
 }
 
-/// alice (behind the host) calls bob (registered at Kamailio), everything
-/// over `proto`: INVITE, 200, ACK, a re-INVITE from each side, MESSAGEs
-/// both ways, BYE from bob.
-async fn call_through_the_core(proto: Proto) -> R {
+/// One party of a session: its user agent, its dialog, where it sends its
+/// requests (its next hop) and where the other party's requests reach it
+/// from.
+struct Side<'a> {
+    ua: &'a mut TestUa,
+    next_hop: SocketAddr,
+    dialog: Option<UaDialog>,
+}
+
+/// A side's dialog (borrowing only that field, not its user agent).
+fn dlg(dialog: &mut Option<UaDialog>) -> anyhow::Result<&mut UaDialog> {
+    dialog
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("no dialog yet"))
+}
+
+/// A full session through Kamailio: INVITE/200/ACK, a re-INVITE from each
+/// side, a MESSAGE each way, BYE from the callee; then no call left on the
+/// host. alice is always behind the host.
+async fn session(proto: Proto, bob_at: Bob, caller: Caller) -> R {
     let Scene {
         core,
         host,
@@ -156,196 +155,158 @@ async fn call_through_the_core(proto: Proto) -> R {
         mut alice,
         mut bob,
     } = Scene::start(proto, None, Vec::new(), Ladder::default()).await?;
-    register(&mut bob, core.addr).await?;
+    register(&mut alice, host_addr).await?;
+    let bob_next = match bob_at {
+        Bob::BehindTheHost => host_addr,
+        Bob::AtTheCore => core.addr,
+    };
+    register(&mut bob, bob_next).await?;
+    let mut a = Side {
+        ua: &mut alice,
+        next_hop: host_addr,
+        dialog: None,
+    };
+    let mut b = Side {
+        ua: &mut bob,
+        next_hop: bob_next,
+        dialog: None,
+    };
+    let (x, y) = match caller {
+        Caller::Alice => (&mut a, &mut b),
+        Caller::Bob => (&mut b, &mut a),
+    };
+    // The callee is reached through the host when it is behind it.
+    let callee_reached_from = if y.next_hop == host_addr {
+        host_addr
+    } else {
+        core.addr
+    };
 
-    // INVITE: alice → host → Kamailio (Record-Route, lookup) → bob.
-    let mut a = alice.new_dialog("sip:bob@example.com", host_addr);
-    alice.send(
-        host_addr,
-        &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))),
+    let callee_uri = format!("sip:{}@example.com", y.ua.name);
+    let mut xd = x.ua.new_dialog(&callee_uri, x.next_hop);
+    x.ua.send(
+        x.next_hop,
+        &xd.request(x.ua, "INVITE", Some(("application/sdp", SDP_OFFER))),
     );
-    let (inv, via_core) = bob.expect_request("INVITE").await?;
-    assert_eq!(via_core, core.addr, "through the core");
-    assert!(
-        inv.header("Record-Route").is_some(),
-        "the core record-routes:\n{}",
-        core.log_text()
-    );
-    let mut b = bob.accept_dialog(&inv, via_core);
-    bob.send(
-        via_core,
-        &bob.reply(
+    let (inv, from) = y.ua.expect_request("INVITE").await?;
+    // Over TCP the host opens its own connection to a client (its source
+    // port is ephemeral); reaching the client over the connection it
+    // registered on is the edge's (flows, RFC 5626).
+    assert_eq!(from.ip(), callee_reached_from.ip(), "{}", core.log_text());
+    let yd = y.ua.accept_dialog(&inv, from);
+    y.ua.send(
+        from,
+        &y.ua.reply(
             &inv,
             200,
-            &b.local_tag,
+            &yd.local_tag,
             Some(("application/sdp", SDP_ANSWER)),
         ),
     );
-    let ok = alice.expect_response(200).await?;
-    a.update_from_response(&ok);
-
-    // ACK: the host's leg toward the core follows the core's route set.
-    alice.send(host_addr, &a.ack(&alice));
-    let (ack, _) = bob.expect_request("ACK").await?;
-    assert_eq!(ack.call_id(), inv.call_id());
+    let ok = x.ua.expect_response(200).await?;
+    if x.next_hop == core.addr {
+        assert!(
+            ok.header("Record-Route").is_some(),
+            "the host's 2xx carries the core's Record-Route"
+        );
+    }
+    xd.update_from_response(&ok);
+    x.ua.send(x.next_hop, &xd.ack(x.ua));
+    let (ack, _) = y.ua.expect_request("ACK").await?;
+    assert_eq!(ack.call_id(), inv.call_id(), "the ACK reached the callee");
+    x.dialog = Some(xd);
+    y.dialog = Some(yd);
+    if bob_at == Bob::BehindTheHost {
+        assert_eq!(host.stats.calls(), 2, "alice–core and core–bob");
+    }
 
     // A re-INVITE from each side (target refresh through the core).
-    alice.send(
-        host_addr,
-        &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))),
-    );
-    let (re, from) = bob.expect_request("INVITE").await?;
-    assert_eq!(re.call_id(), inv.call_id(), "in bob's dialog");
-    bob.send(
-        from,
-        &bob.reply(
-            &re,
-            200,
-            &b.local_tag,
-            Some(("application/sdp", SDP_ANSWER)),
-        ),
-    );
-    alice.expect_response(200).await?;
-    alice.send(host_addr, &a.ack(&alice));
-    bob.expect_request("ACK").await?;
-    bob.send(
-        core.addr,
-        &b.request(&bob, "INVITE", Some(("application/sdp", SDP_ANSWER))),
-    );
-    let (re, from) = alice.expect_request("INVITE").await?;
-    assert_eq!(re.call_id(), Some(a.call_id.as_str()), "in alice's dialog");
-    alice.send(
-        from,
-        &alice.reply(&re, 200, &a.local_tag, Some(("application/sdp", SDP_OFFER))),
-    );
-    bob.expect_response(200).await?;
-    bob.send(core.addr, &b.ack(&bob));
-    alice.expect_request("ACK").await?;
+    reinvite(x, y).await?;
+    reinvite(y, x).await?;
+    message(x, y, "hello").await?;
+    message(y, x, "hello back").await?;
 
-    // MESSAGE both ways, in the dialog, through the core.
-    messages_both_ways(
-        (&mut alice, &mut a, host_addr),
-        (&mut bob, &mut b, core.addr),
-    )
-    .await?;
-
-    // BYE from bob's side, through the core and the host.
-    bob.send(core.addr, &b.request(&bob, "BYE", None));
-    let (bye, from) = alice.expect_request("BYE").await?;
-    alice.send(from, &alice.reply(&bye, 200, &a.local_tag, None));
-    bob.expect_response(200).await?;
+    // BYE from the callee.
+    let bye = dlg(&mut y.dialog)?.request(y.ua, "BYE", None);
+    y.ua.send(y.next_hop, &bye);
+    let (bye, from) = x.ua.expect_request("BYE").await?;
+    let tag = dlg(&mut x.dialog)?.local_tag.clone();
+    x.ua.send(from, &x.ua.reply(&bye, 200, &tag, None));
+    y.ua.expect_response(200).await?;
     no_call_left(host, &ladder).await
 }
 
-/// The reverse: bob calls alice, who registered through the host (the
-/// interim core config saves her binding with the host as its source). The
-/// host answers the core's record-routed INVITE with a 200 that carries the
-/// Record-Route (RFC 3261 §12.1.1), so bob's ACK and in-dialog requests
-/// find their way back through the core.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bob_at_the_core_calls_alice_registered_through_the_host() -> R {
-    let Scene {
-        core,
-        host,
-        host_addr,
-        ladder,
-        mut alice,
-        mut bob,
-    } = Scene::start(Proto::Udp, None, Vec::new(), Ladder::default()).await?;
-    register(&mut alice, host_addr).await?;
-
-    let mut b = bob.new_dialog("sip:alice@example.com", core.addr);
-    bob.send(
-        core.addr,
-        &b.request(&bob, "INVITE", Some(("application/sdp", SDP_OFFER))),
+/// `x` re-INVITEs `y` in their dialog; 200, ACK.
+async fn reinvite(x: &mut Side<'_>, y: &mut Side<'_>) -> R {
+    let re = dlg(&mut x.dialog)?.request(x.ua, "INVITE", Some(("application/sdp", SDP_OFFER)));
+    x.ua.send(x.next_hop, &re);
+    let (got, from) = y.ua.expect_request("INVITE").await?;
+    let yd = dlg(&mut y.dialog)?;
+    assert_eq!(got.call_id(), Some(yd.call_id.as_str()), "in the dialog");
+    let tag = yd.local_tag.clone();
+    y.ua.send(
+        from,
+        &y.ua
+            .reply(&got, 200, &tag, Some(("application/sdp", SDP_ANSWER))),
     );
-    let (inv, from_host) = alice.expect_request("INVITE").await?;
-    assert_eq!(from_host, host_addr, "through the host");
-    let mut a = alice.accept_dialog(&inv, from_host);
-    alice.send(
-        from_host,
-        &alice.reply(
-            &inv,
-            200,
-            &a.local_tag,
-            Some(("application/sdp", SDP_ANSWER)),
-        ),
-    );
-    let ok = bob.expect_response(200).await?;
-    assert!(
-        ok.header("Record-Route").is_some(),
-        "the host's 2xx carries the core's Record-Route:\n{}",
-        core.log_text()
-    );
-    b.update_from_response(&ok);
-    bob.send(core.addr, &b.ack(&bob));
-    alice.expect_request("ACK").await?;
-
-    messages_both_ways(
-        (&mut alice, &mut a, host_addr),
-        (&mut bob, &mut b, core.addr),
-    )
-    .await?;
-
-    alice.send(host_addr, &a.request(&alice, "BYE", None));
-    let (bye, from) = bob.expect_request("BYE").await?;
-    bob.send(from, &bob.reply(&bye, 200, &b.local_tag, None));
-    alice.expect_response(200).await?;
-    no_call_left(host, &ladder).await
+    let ok = x.ua.expect_response(200).await?;
+    dlg(&mut x.dialog)?.update_from_response(&ok);
+    let ack = dlg(&mut x.dialog)?.ack(x.ua);
+    x.ua.send(x.next_hop, &ack);
+    y.ua.expect_request("ACK").await?;
+    Ok(())
 }
 
-/// Both parties behind the host, both registered through it: the session
-/// crosses the host twice, joined by the core (alice's leg, a leg to the
-/// core; a leg from the core, bob's leg). Every in-dialog request spirals
-/// host → core → host and is matched to its dialog, not answered 482.
+/// `x` sends `y` an in-dialog MESSAGE, answered 200.
+async fn message(x: &mut Side<'_>, y: &mut Side<'_>, text: &str) -> R {
+    let m = dlg(&mut x.dialog)?.request(x.ua, "MESSAGE", Some(("text/plain", text)));
+    x.ua.send(x.next_hop, &m);
+    let (got, from) = y.ua.expect_request("MESSAGE").await?;
+    assert_eq!(&got.body[..], text.as_bytes());
+    let tag = dlg(&mut y.dialog)?.local_tag.clone();
+    y.ua.send(from, &y.ua.reply(&got, 200, &tag, None));
+    x.ua.expect_response(200).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alice_and_bob_both_behind_the_host_talk_through_the_core() -> R {
-    let Scene {
-        core: _running, // held: the core runs until the test ends
-        host,
-        host_addr,
-        ladder,
-        mut alice,
-        mut bob,
-    } = Scene::start(Proto::Udp, None, Vec::new(), Ladder::default()).await?;
-    register(&mut alice, host_addr).await?;
-    register(&mut bob, host_addr).await?;
+async fn udp_alice_behind_the_host_calls_bob_at_the_core() -> R {
+    session(Proto::Udp, Bob::AtTheCore, Caller::Alice).await
+}
 
-    let mut a = alice.new_dialog("sip:bob@example.com", host_addr);
-    alice.send(
-        host_addr,
-        &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))),
-    );
-    let (inv, from) = bob.expect_request("INVITE").await?;
-    assert_eq!(from, host_addr, "bob is reached through the host");
-    let mut b = bob.accept_dialog(&inv, from);
-    bob.send(
-        from,
-        &bob.reply(
-            &inv,
-            200,
-            &b.local_tag,
-            Some(("application/sdp", SDP_ANSWER)),
-        ),
-    );
-    let ok = alice.expect_response(200).await?;
-    a.update_from_response(&ok);
-    alice.send(host_addr, &a.ack(&alice));
-    bob.expect_request("ACK").await?;
-    assert_eq!(host.stats.calls(), 2, "alice–core and core–bob");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_bob_at_the_core_calls_alice_behind_the_host() -> R {
+    session(Proto::Udp, Bob::AtTheCore, Caller::Bob).await
+}
 
-    // In-dialog requests both ways: each spirals through the core.
-    messages_both_ways(
-        (&mut alice, &mut a, host_addr),
-        (&mut bob, &mut b, host_addr),
-    )
-    .await?;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_alice_calls_bob_both_behind_the_host() -> R {
+    session(Proto::Udp, Bob::BehindTheHost, Caller::Alice).await
+}
 
-    bob.send(host_addr, &b.request(&bob, "BYE", None));
-    let (bye, from) = alice.expect_request("BYE").await?;
-    alice.send(from, &alice.reply(&bye, 200, &a.local_tag, None));
-    bob.expect_response(200).await?;
-    no_call_left(host, &ladder).await
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_bob_calls_alice_both_behind_the_host() -> R {
+    session(Proto::Udp, Bob::BehindTheHost, Caller::Bob).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_alice_behind_the_host_calls_bob_at_the_core() -> R {
+    session(Proto::Tcp, Bob::AtTheCore, Caller::Alice).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_bob_at_the_core_calls_alice_behind_the_host() -> R {
+    session(Proto::Tcp, Bob::AtTheCore, Caller::Bob).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_alice_calls_bob_both_behind_the_host() -> R {
+    session(Proto::Tcp, Bob::BehindTheHost, Caller::Alice).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_bob_calls_alice_both_behind_the_host() -> R {
+    session(Proto::Tcp, Bob::BehindTheHost, Caller::Bob).await
 }
 
 const FRESH_OFFER: &str = "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/fresh-a1;tcp\r\n";

@@ -489,14 +489,62 @@ def through_core(rate, repeat):
             registrar = core_addr if mode == "through kamailio" else addr
             if not register(registrar, CORE, uas_port):
                 print(f"{mode}: REGISTER failed", flush=True)
+        programs = {"host": host, "uas": uas} | ({"kamailio": core} if core else {})
         for _ in range(repeat):
+            cpu0, drops0 = cpu_seconds(programs), udp_drops()
             ok = passes(addr, "udp", rate)
+            cpu, drops = cpu_seconds(programs), udp_drops()
             results.setdefault(mode, []).append(ok)
             print(f"udp {mode} at {rate}/s: {'pass' if ok else 'FAIL'}", flush=True)
-        for p in (host, uas) + ((core,) if core else ()):
+            # Who gives first: CPU each program used in the step, and the
+            # datagrams each local socket's kernel buffer dropped.
+            used = ", ".join(f"{n} {cpu[n] - cpu0[n]:.1f}" for n in programs)
+            lost = {a: n - drops0.get(a, 0) for a, n in drops.items() if n > drops0.get(a, 0)}
+            print(f"  CPU seconds: {used}; socket drops: {lost or 'none'}", flush=True)
+        for p in programs.values():
             stop(p)
     for mode, runs in results.items():
         print(f"udp {mode}: passed {sum(runs)} of {len(runs)} runs at {rate}/s")
+
+
+def cpu_seconds(programs):
+    """CPU seconds (user + system) used so far by each named program and the
+    processes it forked (Kamailio's workers), by name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(pid)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    out = {}
+    for name, proc in programs.items():
+        family, grew = {proc.pid}, True
+        while grew:
+            more = {p for p, (ppid, _) in stats.items() if ppid in family} - family
+            family |= more
+            grew = bool(more)
+        out[name] = sum(stats[p][1] for p in family if p in stats)
+    return out
+
+
+def udp_drops():
+    """Datagrams dropped on a full receive buffer, per local UDP address
+    (ip:port) on 127.0.0.0/8, from /proc/net/udp."""
+    out = {}
+    with open("/proc/net/udp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            ip_hex, port_hex = cols[1].split(":")
+            ip = ".".join(str(int(ip_hex[i:i + 2], 16)) for i in (6, 4, 2, 0))
+            if ip.startswith("127.") and int(cols[-1]):
+                key = f"{ip}:{int(port_hex, 16)}"
+                out[key] = out.get(key, 0) + int(cols[-1])
+    return out
 
 
 def rss_kib(pid):

@@ -6,6 +6,7 @@
 mod support;
 use bytes::Bytes;
 use escalator_host::sip::SipMessage;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use support::*;
 
 /// An established call alice → host → core; returns alice's side.
@@ -33,6 +34,10 @@ fn established(rig: &mut Rig, record_route: &[&str]) -> (Alice, SipMessage, SipM
 
 #[tokio::test(start_paused = true)]
 async fn a_request_with_another_from_tag_gets_481_and_never_reaches_the_core() {
+    // The test runtime is current-thread: the Rig's core counts into this.
+    let recorder = DebuggingRecorder::new();
+    let snapshots = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let mut rig = Rig::new();
     let (mut alice, _, _) = established(&mut rig, &[]);
     for method in ["REFER", "MESSAGE", "BYE"] {
@@ -52,10 +57,38 @@ async fn a_request_with_another_from_tag_gets_481_and_never_reaches_the_core() {
         );
     }
     assert_eq!(rig.calls(), 1, "the call is untouched");
+    assert_eq!(
+        mismatches(&snapshots),
+        [
+            ("BYE".into(), 1),
+            ("MESSAGE".into(), 1),
+            ("REFER".into(), 1)
+        ],
+        "each refusal counted under its method"
+    );
     // alice's own requests still pass.
     let m = alice.request("MESSAGE", "real");
     rig.alice_sends(&m);
     assert_eq!(lines(&rig.sent()), ["MESSAGE→core"]);
+}
+
+/// `escalator_dialog_mismatches_total` per method label, sorted.
+fn mismatches(snapshots: &Snapshotter) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = snapshots
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "escalator_dialog_mismatches_total")
+        .filter_map(|(key, _, _, value)| {
+            let method = key.key().labels().find(|l| l.key() == "method")?;
+            match value {
+                DebugValue::Counter(n) => Some((method.value().to_string(), n)),
+                _ => None,
+            }
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 #[tokio::test(start_paused = true)]
