@@ -6,6 +6,7 @@
 //! focus 127.0.0.7. Sessions: every combination of transport (UDP, TCP),
 //! caller (alice, bob) and bob's place (at the core, behind the host).
 
+use escalator_e2e::focus::{self, AnswerCreator};
 use escalator_e2e::kamailio::Kamailio;
 use escalator_e2e::{SDP_ANSWER, SDP_OFFER};
 use escalator_host::config::Config;
@@ -310,7 +311,6 @@ async fn tcp_bob_calls_alice_both_behind_the_host() -> R {
 }
 
 const FRESH_OFFER: &str = "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/fresh-a1;tcp\r\n";
-const CONF_SDP: &str = "v=0\r\no=focus 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 9000 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:9000/conf-9;tcp\r\n";
 
 /// The escalation plugin, with alice's client as the legacy one and the
 /// factory of example.com at the core.
@@ -342,22 +342,23 @@ fn escalation_plugin() -> escalator_host::config::PluginConfig {
 
 /// Escalation with a record-routing core between the host and everyone
 /// else: alice (legacy, behind the host) in a chat with bob (registered at
-/// Kamailio) adds carol; the conference INVITE reaches the focus through
-/// Kamailio, the focus's 200 and the host's ACK cross it, alice is
-/// re-anchored, bob's BYE of the replaced dialog is absorbed, and alice's
-/// MESSAGEs reach the focus.
+/// Kamailio) adds carol; the conference INVITE reaches the scripted focus
+/// through Kamailio; the focus answers, then invites bob (with a Replaces
+/// naming bob's own dialog) and carol through the core; bob's BYE of the
+/// replaced dialog is absorbed, and MESSAGEs from alice and from bob reach
+/// the focus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_through_a_record_routing_core() -> R {
-    escalate_through_the_core(&["sip:carol@example.com"]).await
+    escalate_through_the_core(&["carol"]).await
 }
 
 /// The same with a REFER that lists several targets (RFC 5368).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_target_escalation_through_a_record_routing_core() -> R {
-    escalate_through_the_core(&["sip:carol@example.com", "sip:dave@example.net"]).await
+    escalate_through_the_core(&["carol", "dave"]).await
 }
 
-async fn escalate_through_the_core(targets: &[&str]) -> R {
+async fn escalate_through_the_core(invitees: &[&str]) -> R {
     let ladder = Ladder::default();
     let mut focus = TestUa::bind("focus", Proto::Udp, addr("127.0.0.7:0"), ladder.clone()).await?;
     focus.absorb_retransmissions = true;
@@ -376,6 +377,24 @@ async fn escalate_through_the_core(targets: &[&str]) -> R {
     )
     .await?;
     register(&mut bob, core.addr).await?;
+    let mut others = Vec::new();
+    for (i, name) in invitees.iter().enumerate() {
+        let mut ua = TestUa::bind(
+            name,
+            Proto::Udp,
+            addr(&format!("127.0.0.{}:0", 8 + i)),
+            ladder.clone(),
+        )
+        .await?;
+        ua.absorb_retransmissions = true;
+        register(&mut ua, core.addr).await?;
+        others.push(ua);
+    }
+    let conference = tokio::spawn(focus::serve(
+        focus,
+        core.addr,
+        AnswerCreator::BeforeInviting,
+    ));
 
     // The 1-to-1 chat.
     let mut a = alice.new_dialog("sip:bob@example.com", host_addr);
@@ -400,15 +419,18 @@ async fn escalate_through_the_core(targets: &[&str]) -> R {
     bob.expect_request("ACK").await?;
 
     // alice adds carol (and dave, in one REFER with a list).
-    let refer = match targets {
+    let targets: Vec<String> = invitees
+        .iter()
+        .map(|n| format!("sip:{n}@example.com"))
+        .collect();
+    let refer = match &targets[..] {
         [one] => {
             let mut r = a.request(&alice, "REFER", None);
             r.push_header("Refer-To", format!("<{one}>"));
             r
         }
         many => {
-            let list: Vec<String> = many.iter().map(|t| t.to_string()).collect();
-            let xml = escalator_escalation::resource_list::build(&list);
+            let xml = escalator_escalation::resource_list::build(many);
             let mut r = a.request(
                 &alice,
                 "REFER",
@@ -436,59 +458,95 @@ async fn escalate_through_the_core(targets: &[&str]) -> R {
         ),
     );
 
-    // The conference INVITE reaches the focus through the core.
-    let (conf, from) = focus.expect_request("INVITE").await?;
-    assert_eq!(from, core.addr, "through the core");
-    assert_eq!(
-        conf.request_uri(),
-        Some("sip:conference-factory@example.com")
-    );
-    assert!(
-        conf.header("Record-Route").is_some(),
-        "the core record-routes"
-    );
-    let body = String::from_utf8_lossy(&conf.body);
-    for t in targets {
-        assert!(body.contains(t), "{t} invited: {body}");
-    }
-    assert!(
-        body.contains("Replaces="),
-        "bob's entry carries Replaces: {body}"
-    );
-    let f = focus.accept_dialog(&conf, from);
-    focus.send(
-        from,
-        &focus.reply(
-            &conf,
-            200,
-            &f.local_tag,
-            Some(("application/sdp", CONF_SDP)),
-        ),
-    );
-    let (ack, _) = focus.expect_request("ACK").await?;
-    assert_eq!(
-        ack.call_id(),
-        conf.call_id(),
-        "the host's ACK crossed the core"
-    );
+    // The focus answered at once: alice is re-anchored and told.
     let (alice_ack, _) = alice.expect_request("ACK").await?;
     assert_eq!(
         &alice_ack.body[..],
-        CONF_SDP.as_bytes(),
+        focus::CONF_SDP.as_bytes(),
         "alice re-anchored"
     );
     let (n, _) = alice.expect_request("NOTIFY").await?;
     assert!(String::from_utf8_lossy(&n.body).contains("200 OK"));
     alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
 
-    // bob, replaced, ends the old dialog: absorbed, alice hears nothing.
+    // The focus invites bob with a Replaces naming bob's own dialog (RFC
+    // 3891 §3: to-tag = bob's tag, from-tag = the host's); bob accepts and
+    // ends the old dialog: absorbed, alice hears nothing.
+    let (join, from) = match bob.expect_request("INVITE").await {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{}", escalator_testkit::ua::render_ladder(&ladder));
+            if conference.is_finished() {
+                eprintln!("focus: {:?}", conference.await?.err());
+            }
+            return Err(e.into());
+        }
+    };
+    let replaces = join.header("Replaces").unwrap_or_default().to_string();
+    assert_eq!(
+        replaces_fields(&replaces),
+        (
+            b.call_id.clone(),
+            b.local_tag.clone(),
+            b.remote_tag.clone().unwrap_or_default()
+        ),
+        "{replaces}"
+    );
+    let mut bf = bob.accept_dialog(&join, from);
+    bob.send(
+        from,
+        &bob.reply(
+            &join,
+            200,
+            &bf.local_tag,
+            Some(("application/sdp", SDP_ANSWER)),
+        ),
+    );
+    bob.expect_request("ACK").await?;
     bob.send(core.addr, &b.request(&bob, "BYE", None));
     bob.expect_response(200).await?;
+    for ua in &mut others {
+        let (inv, from) = ua.expect_request("INVITE").await?;
+        assert_eq!(inv.header("Replaces"), None, "only bob's entry replaces");
+        let d = ua.accept_dialog(&inv, from);
+        ua.send(
+            from,
+            &ua.reply(
+                &inv,
+                200,
+                &d.local_tag,
+                Some(("application/sdp", SDP_ANSWER)),
+            ),
+        );
+        ua.expect_request("ACK").await?;
+    }
     alice
         .expect_silence(std::time::Duration::from_millis(300))
         .await?;
 
-    // alice's chat now leads to the focus, through the core.
+    let focus::Conference {
+        ua: mut focus,
+        invite: conf,
+        creator: f,
+        members,
+    } = conference.await??;
+    let mut invited: Vec<(String, u16)> = members
+        .iter()
+        .map(|(e, status, _)| (e.uri.clone(), *status))
+        .collect();
+    invited.sort();
+    let mut expected = vec![("sip:bob@example.com".to_string(), 200)];
+    expected.extend(targets.iter().map(|t| (t.clone(), 200)));
+    expected.sort();
+    assert_eq!(invited, expected, "bob and the invitees, all joined");
+    let bob_at_focus = members
+        .iter()
+        .find(|(e, ..)| e.uri == "sip:bob@example.com")
+        .and_then(|(_, _, d)| d.as_ref())
+        .map(|d| d.local_tag.clone())
+        .unwrap_or_default();
+
+    // alice's chat now leads to the focus, through the core; so does bob's.
     alice.send(
         host_addr,
         &a.request(&alice, "MESSAGE", Some(("text/plain", "hi all"))),
@@ -497,10 +555,33 @@ async fn escalate_through_the_core(targets: &[&str]) -> R {
     assert_eq!(m.call_id(), conf.call_id());
     focus.send(from, &focus.reply(&m, 200, &f.local_tag, None));
     alice.expect_response(200).await?;
+    bob.send(
+        core.addr,
+        &bf.request(&bob, "MESSAGE", Some(("text/plain", "bob here"))),
+    );
+    let (m, from) = focus.expect_request("MESSAGE").await?;
+    assert_eq!(&m.body[..], b"bob here");
+    focus.send(from, &focus.reply(&m, 200, &bob_at_focus, None));
+    bob.expect_response(200).await?;
 
     alice.send(host_addr, &a.request(&alice, "BYE", None));
     let (bye, from) = focus.expect_request("BYE").await?;
     focus.send(from, &focus.reply(&bye, 200, &f.local_tag, None));
     alice.expect_response(200).await?;
     no_call_left(host, &ladder).await
+}
+
+/// A Replaces value's Call-ID, to-tag and from-tag.
+fn replaces_fields(v: &str) -> (String, String, String) {
+    let mut parts = v.split(';').map(str::trim);
+    let call_id = parts.next().unwrap_or_default().to_string();
+    let (mut to, mut from) = (String::new(), String::new());
+    for p in parts {
+        if let Some(t) = p.strip_prefix("to-tag=") {
+            to = t.to_string();
+        } else if let Some(f) = p.strip_prefix("from-tag=") {
+            from = f.to_string();
+        }
+    }
+    (call_id, to, from)
 }

@@ -1,6 +1,7 @@
 //! Shared rig for end-to-end tests: a host between alice (client side) and
 //! bob (standing in for the operator's core).
 
+pub mod focus;
 pub mod kamailio;
 use escalator_host::config::Config;
 use escalator_host::host::{self, HostHandle};
