@@ -60,6 +60,7 @@ fn forward_invite(raw: &[u8]) -> Bytes {
         dest: core,
         last_offer: None,
         last_answer: None,
+        peer_supports_replaces: false,
     };
     let mut out = leg_b.new_request(&escalator_host::sip::Method::Invite);
     copy_end_to_end(&req, &mut out, false);

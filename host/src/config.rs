@@ -124,6 +124,10 @@ pub struct CoreConfig {
     /// Addresses that identify requests coming *from* the core: `ip` or
     /// `ip:port`. Empty means the next hop address itself.
     pub sources: Vec<String>,
+    /// Accept INVITEs with Replaces (RFC 3891) from the client side too.
+    /// Off by default: only the core (a focus, a transfer target reached
+    /// through the core) may replace a dialog; a client's gets 403.
+    pub replaces_from_clients: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +191,7 @@ impl Default for CoreConfig {
             address: ([127, 0, 0, 1], 5070).into(),
             transport: "udp".into(),
             sources: Vec::new(),
+            replaces_from_clients: false,
         }
     }
 }

@@ -19,6 +19,9 @@ const PER_LEG: &[&str] = &[
     "Route",
     "Max-Forwards",
     "Content-Length",
+    // Names a dialog of one hop: translated per leg (RFC 3891 §3), never
+    // passed through as it came.
+    "Replaces",
 ];
 
 /// Methods whose requests and 1xx/2xx responses carry our Contact (they set
@@ -37,6 +40,14 @@ pub fn copy_end_to_end(from: &SipMessage, to: &mut SipMessage, keep_contact: boo
         }
     }
     to.set_body(from.body.clone());
+}
+
+/// Whether `msg` lists `option` (e.g. `replaces`) in Supported (or its
+/// compact form `k`).
+pub fn supports(msg: &SipMessage, option: &str) -> bool {
+    msg.header_values("Supported")
+        .iter()
+        .any(|v| v.trim().eq_ignore_ascii_case(option))
 }
 
 /// Max-Forwards for the forwarded request; `None` when it reached zero.

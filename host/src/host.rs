@@ -56,6 +56,7 @@ pub async fn start_with(cfg: &Config, builtins: Builtins) -> anyhow::Result<Host
             sources: cfg.core_sources()?,
         },
         max_calls: cfg.limits.max_calls,
+        replaces_from_clients: cfg.core.replaces_from_clients,
     };
     let stats = Arc::new(Stats::new(count));
     let plugins = Arc::new(PluginSet::load(&cfg.plugins, &builtins).context("loading plugins")?);

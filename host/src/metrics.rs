@@ -17,6 +17,10 @@ pub const MEMORY_TRIMS: &str = "escalator_memory_trims_total";
 /// In-dialog requests whose Call-ID and To tag name a leg of the host's but
 /// whose From tag is not that leg's remote tag (answered 481, never relayed).
 pub const DIALOG_MISMATCHES: &str = "escalator_dialog_mismatches_total";
+/// INVITEs with Replaces, by outcome: `translated` (passed to a client that
+/// supports it), `performed` / `refused-by-client` (done for a legacy
+/// client), or why refused (`no-dialog`, `from-client`, ...).
+pub const REPLACES: &str = "escalator_replaces_total";
 /// Datagrams the kernel dropped on a full UDP receive buffer, per socket.
 pub const UDP_RECEIVE_DROPS: &str = "escalator_udp_receive_drops_total";
 /// From reading a message off the socket to the end of its handling in the
@@ -88,6 +92,10 @@ pub fn count_out(msg: &SipMessage) {
 /// A request claimed a dialog that is not its own (`method` as label).
 pub fn dialog_mismatch(method: &str) {
     metrics::counter!(DIALOG_MISMATCHES, "method" => known_method(method)).increment(1);
+}
+
+pub fn replaces(outcome: &'static str) {
+    metrics::counter!(REPLACES, "outcome" => outcome).increment(1);
 }
 
 pub fn parse_error(proto: Proto) {

@@ -9,9 +9,11 @@ pub mod framing;
 pub mod header;
 pub mod message;
 pub mod method;
+pub mod replaces;
 pub mod uri;
 
 pub use header::{NameAddr, Via};
 pub use message::{Header, ParseError, SipMessage, StartLine};
 pub use method::Method;
+pub use replaces::Replaces;
 pub use uri::SipUri;

@@ -23,6 +23,7 @@ pub struct CoreSettings {
     pub timer_c: Duration,
     pub router: Router,
     pub max_calls: usize,
+    pub replaces_from_clients: bool,
 }
 
 /// Live counts over all shards, readable from outside the core (tests,
@@ -127,6 +128,7 @@ impl Core {
         let logic_settings = LogicSettings {
             router: settings.router,
             max_calls: settings.max_calls,
+            replaces_from_clients: settings.replaces_from_clients,
         };
         let everywhere = stats.clone();
         let logic = B2bua::new(

@@ -237,6 +237,7 @@ mod tests {
                 },
                 last_offer: None,
                 last_answer: None,
+                peer_supports_replaces: false,
             },
         )
     }

@@ -27,6 +27,11 @@ pub struct Dialog {
     /// Last SDP offer and answer exchanged on this leg.
     pub last_offer: Option<Bytes>,
     pub last_answer: Option<Bytes>,
+    /// The far side listed `replaces` in Supported when the dialog was set
+    /// up (RFC 3891): an INVITE with Replaces naming this dialog may be
+    /// passed to it, translated; otherwise the host replaces on its behalf.
+    #[serde(default)]
+    pub peer_supports_replaces: bool,
 }
 
 impl Dialog {
@@ -52,6 +57,7 @@ impl Dialog {
             dest,
             last_offer: None,
             last_answer: None,
+            peer_supports_replaces: false,
         }
     }
 
@@ -169,6 +175,7 @@ mod tests {
             },
             last_offer: None,
             last_answer: None,
+            peer_supports_replaces: false,
         }
     }
 

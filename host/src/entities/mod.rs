@@ -145,6 +145,9 @@ pub struct LegRequest<'a> {
     pub kind: ClientKind,
     pub origin: Option<ServerTxId>,
     pub max_forwards: u32,
+    /// A Replaces already translated to the dialog this leg's far end
+    /// knows (RFC 3891 §3); Replaces is never copied from `from`.
+    pub replaces: Option<String>,
 }
 
 pub struct Entities {
@@ -496,6 +499,9 @@ impl Entities {
         let leg = self.calls.leg_mut(leg_id)?;
         let mut out = leg.dialog.new_request(&req.method);
         copy_end_to_end(req.from, &mut out, req.keep_contact);
+        if let Some(r) = req.replaces {
+            out.push_header("Replaces", r);
+        }
         leg.dialog.record_sdp(&out);
         let target = leg.dialog.dest.clone();
         let invite = req.method == Method::Invite;
@@ -522,27 +528,20 @@ impl Entities {
         Some(cid)
     }
 
-    /// A new leg of `call` that the host originates toward `dest`, and its
-    /// INVITE carrying `invite`'s end-to-end headers and body.
+    /// A new leg of `call` with `dialog` (toward its `dest`), and its
+    /// INVITE built as `invite` says (its method is INVITE whatever it names).
     pub fn originate_leg(
         &mut self,
         call: CallRef,
         dialog: Dialog,
-        invite: &SipMessage,
-        kind: ClientKind,
-        origin: Option<ServerTxId>,
-        max_forwards: u32,
+        invite: LegRequest<'_>,
     ) -> (LegId, Option<ClientTxId>) {
         let leg = self.calls.add_leg(Leg::new(call, Role::Uac, dialog));
         let cid = self.send_on_leg(
             leg,
             LegRequest {
                 method: Method::Invite,
-                from: invite,
-                keep_contact: false,
-                kind,
-                origin,
-                max_forwards,
+                ..invite
             },
         );
         (leg, cid)
@@ -887,6 +886,7 @@ impl Entities {
         }
         leg.invite_client = None;
         if initial {
+            leg.dialog.peer_supports_replaces = crate::forward::supports(resp, "replaces");
             leg.dialog.route_set = resp
                 .header_values("Record-Route")
                 .iter()

@@ -71,6 +71,7 @@ impl B2bua {
             let status = if failed { 503 } else { 408 };
             self.entities.respond(sid, status, reason(status));
         }
+        self.replacement_failed(tx);
         self.end_call_if_over(info.leg, Some(&info.method), true);
     }
 

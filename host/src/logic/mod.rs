@@ -9,11 +9,13 @@
 //! | `mod.rs` | [`B2bua`]: input checks, the dispatch of entity events, status |
 //! | `relay.rs` | new calls, requests relayed in and out of dialogs, responses relayed back |
 //! | `ending.rs` | CANCEL across legs, Timer C, failures, unacknowledged 2xx, released legs |
+//! | `replaces.rs` | INVITEs with Replaces: translated for clients that support it, performed for those that do not |
 //! | `plugins.rs` | plugin hooks, the executor of plugin actions, plugin events |
 
 mod ending;
 mod plugins;
 mod relay;
+mod replaces;
 
 use crate::entities::ids::{CallRef, ClientTxId, LegId, ServerTxId};
 use crate::entities::{Entities, EntityEvent, EntitySettings};
@@ -36,6 +38,8 @@ pub struct LogicSettings {
     pub router: Router,
     /// New calls beyond this many (over all shards) get 503.
     pub max_calls: usize,
+    /// See [`crate::config::CoreConfig::replaces_from_clients`].
+    pub replaces_from_clients: bool,
 }
 
 /// Logic's own timers, scheduled through the entities' timer queue.
@@ -61,6 +65,8 @@ pub struct B2bua {
     plugin_requests: HashMap<ClientTxId, PluginRef>,
     timers: HashMap<u64, LogicTimer>,
     next_timer: u64,
+    /// Replacements performed for legacy clients, by their re-INVITE.
+    replacements: HashMap<ClientTxId, replaces::Replacement>,
 }
 
 impl B2bua {
@@ -84,6 +90,7 @@ impl B2bua {
             plugin_requests: HashMap::new(),
             timers: HashMap::new(),
             next_timer: 0,
+            replacements: HashMap::new(),
         }
     }
 

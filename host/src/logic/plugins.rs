@@ -368,6 +368,7 @@ impl B2bua {
                 kind: ClientKind::Plugin,
                 origin: None,
                 max_forwards: 70,
+                replaces: None,
             },
         );
         if let Some(cid) = sent {
@@ -419,9 +420,19 @@ impl B2bua {
             request.request_uri,
             dest.clone(),
         );
-        let (leg, cid) =
-            self.entities
-                .originate_leg(call, dialog, &template, ClientKind::Plugin, None, mf);
+        let (leg, cid) = self.entities.originate_leg(
+            call,
+            dialog,
+            LegRequest {
+                method: Method::Invite,
+                from: &template,
+                keep_contact: false,
+                kind: ClientKind::Plugin,
+                origin: None,
+                max_forwards: mf,
+                replaces: None,
+            },
+        );
         info!(%leg, %call, target = %dest, "plugin originates a new leg");
         if let Some(cid) = cid {
             self.plugin_requests.insert(cid, by);

@@ -6,12 +6,12 @@
 use super::{B2bua, HookOutcome};
 use crate::entities::calls::DialogMatch;
 use crate::entities::dialog::Dialog;
-use crate::entities::ids::{ClientTxId, LegId, ServerTxId};
+use crate::entities::ids::{CallRef, ClientTxId, LegId, ServerTxId};
 use crate::entities::leg::{Leg, Role};
 use crate::entities::table::ClientKind;
 use crate::entities::{ClientInfo, LegRequest};
 use crate::forward::{
-    contact_uri, contact_value, copy_end_to_end, next_max_forwards, reason, response_to,
+    contact_uri, contact_value, copy_end_to_end, next_max_forwards, reason, response_to, supports,
     without_tag,
 };
 use crate::metrics as m;
@@ -125,27 +125,72 @@ impl B2bua {
                 return self.entities.respond(sid, 502, "Bad Gateway");
             }
         };
-        if invite {
-            self.start_call(sid, req, source, target);
+        if invite && req.header("Replaces").is_some() {
+            self.replacing_invite(sid, req, source);
+        } else if invite {
+            self.start_call(sid, req, source, target, None);
         } else {
             self.forward_transaction(sid, req, target);
         }
     }
 
     /// A new call: leg A answers the client, leg B is originated toward `target`.
-    fn start_call(&mut self, sid: ServerTxId, req: SipMessage, source: Target, target: Target) {
+    /// `replaces`: a Replaces for the new leg, translated to the dialog its
+    /// far end knows.
+    pub(super) fn start_call(
+        &mut self,
+        sid: ServerTxId,
+        req: SipMessage,
+        source: Target,
+        target: Target,
+        replaces: Option<String>,
+    ) {
         let (Some(from), Some(to)) = (
             req.header("From").and_then(without_tag),
             req.header("To").and_then(without_tag),
         ) else {
             return self.entities.respond(sid, 400, "Bad Request");
         };
-        let Some(local_tag) = self.entities.server(sid).map(|e| e.to_tag.clone()) else {
-            return;
-        };
         let call = self.entities.calls_mut().new_call();
         self.call_plugins.insert(call, self.plugins.clone());
-        let mut a = Dialog {
+        let Some(a_id) = self.answering_leg(call, sid, &req, source) else {
+            return;
+        };
+        let span = tracing::info_span!("call", call = %call, leg = %a_id);
+        let _g = span.enter();
+        info!(from = %req.header("From").unwrap_or_default(), to = %req.header("To").unwrap_or_default(), "new call");
+        let remote_target = req.request_uri().unwrap_or_default().to_string();
+        let b = Dialog::originating(self.entities.shard(), from, to, remote_target, target);
+        let mf = next_max_forwards(&req).unwrap_or(70);
+        let (b_id, _) = self.entities.originate_leg(
+            call,
+            b,
+            LegRequest {
+                method: Method::Invite,
+                from: &req,
+                keep_contact: false,
+                kind: ClientKind::Forward,
+                origin: Some(sid),
+                max_forwards: mf,
+                replaces,
+            },
+        );
+        self.entities.calls_mut().pair(a_id, b_id);
+    }
+
+    /// The leg of `call` that answers the initial INVITE of server
+    /// transaction `sid` (the host is its UAS), from `source`.
+    pub(super) fn answering_leg(
+        &mut self,
+        call: CallRef,
+        sid: ServerTxId,
+        req: &SipMessage,
+        source: Target,
+    ) -> Option<LegId> {
+        let from = req.header("From").and_then(without_tag)?;
+        let to = req.header("To").and_then(without_tag)?;
+        let local_tag = self.entities.server(sid).map(|e| e.to_tag.clone())?;
+        let mut dialog = Dialog {
             call_id: req.call_id().unwrap_or_default().to_string(),
             local_tag,
             remote_tag: req.from_tag(),
@@ -153,7 +198,7 @@ impl B2bua {
             remote_uri: from.to_string(),
             local_cseq: 0,
             remote_cseq: req.cseq().map(|c| c.0),
-            remote_target: contact_uri(&req).unwrap_or_else(|| from.uri.clone()),
+            remote_target: contact_uri(req).unwrap_or_else(|| from.uri.clone()),
             route_set: req
                 .header_values("Record-Route")
                 .iter()
@@ -162,24 +207,16 @@ impl B2bua {
             dest: source,
             last_offer: None,
             last_answer: None,
+            peer_supports_replaces: supports(req, "replaces"),
         };
-        a.record_sdp(&req);
-        let mut leg_a = Leg::new(call, Role::Uas, a);
-        leg_a.invite_server = Some(sid);
-        let a_id = self.entities.calls_mut().add_leg(leg_a);
+        dialog.record_sdp(req);
+        let mut leg = Leg::new(call, Role::Uas, dialog);
+        leg.invite_server = Some(sid);
+        let id = self.entities.calls_mut().add_leg(leg);
         if let Some(e) = self.entities.server_mut(sid) {
-            e.leg = Some(a_id);
+            e.leg = Some(id);
         }
-        let span = tracing::info_span!("call", call = %call, leg = %a_id);
-        let _g = span.enter();
-        info!(from = %req.header("From").unwrap_or_default(), to = %req.header("To").unwrap_or_default(), "new call");
-        let remote_target = req.request_uri().unwrap_or_default().to_string();
-        let b = Dialog::originating(self.entities.shard(), from, to, remote_target, target);
-        let mf = next_max_forwards(&req).unwrap_or(70);
-        let (b_id, _) =
-            self.entities
-                .originate_leg(call, b, &req, ClientKind::Forward, Some(sid), mf);
-        self.entities.calls_mut().pair(a_id, b_id);
+        Some(id)
     }
 
     /// Relay the request of server transaction `sid` as a new request in the
@@ -198,6 +235,7 @@ impl B2bua {
                 kind: ClientKind::Forward,
                 origin: Some(sid),
                 max_forwards: next_max_forwards(req).unwrap_or(70),
+                replaces: None,
             },
         );
         if sent.is_none() {
@@ -324,6 +362,7 @@ impl B2bua {
             }
         }
         if status >= 200 {
+            self.replacement_answered(tx, status);
             self.end_call_if_over(info.leg, method.as_ref(), status >= 300);
         }
     }

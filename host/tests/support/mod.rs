@@ -88,6 +88,7 @@ impl Rig {
                 sources: vec![SourceMatch::Ip(addr(CORE).ip())],
             },
             max_calls: 1000,
+            replaces_from_clients: false,
         };
         let locals = LocalAddrs {
             udp: vec![addr(HOST)],
