@@ -349,16 +349,32 @@ fn escalation_plugin() -> escalator_host::config::PluginConfig {
 /// the focus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_through_a_record_routing_core() -> R {
-    escalate_through_the_core(&["carol"]).await
+    escalate_through_the_core(&["carol"], Bob::AtTheCore, true).await
+}
+
+/// alice and bob both behind the host, bob's client supports Replaces: the
+/// focus's Replaces (naming the core's view of the 1-to-1) reaches bob
+/// translated to the dialog bob knows; bob joins and ends his old dialog,
+/// whose BYE crosses the core to alice's side and is absorbed there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_with_both_behind_the_host_and_bob_supporting_replaces() -> R {
+    escalate_through_the_core(&["carol"], Bob::BehindTheHost, true).await
+}
+
+/// The same with a legacy bob: he sees a re-INVITE in his dialog with the
+/// focus's offer, never a second call; the host ends the old dialog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_with_both_behind_the_host_and_a_legacy_bob() -> R {
+    escalate_through_the_core(&["carol"], Bob::BehindTheHost, false).await
 }
 
 /// The same with a REFER that lists several targets (RFC 5368).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_target_escalation_through_a_record_routing_core() -> R {
-    escalate_through_the_core(&["carol", "dave"]).await
+    escalate_through_the_core(&["carol", "dave"], Bob::AtTheCore, true).await
 }
 
-async fn escalate_through_the_core(invitees: &[&str]) -> R {
+async fn escalate_through_the_core(invitees: &[&str], bob_at: Bob, bob_capable: bool) -> R {
     let ladder = Ladder::default();
     let mut focus = TestUa::bind("focus", Proto::Udp, addr("127.0.0.7:0"), ladder.clone()).await?;
     focus.absorb_retransmissions = true;
@@ -376,7 +392,11 @@ async fn escalate_through_the_core(invitees: &[&str]) -> R {
         ladder.clone(),
     )
     .await?;
-    register(&mut bob, core.addr).await?;
+    let bob_next = match bob_at {
+        Bob::AtTheCore => core.addr,
+        Bob::BehindTheHost => host_addr,
+    };
+    register(&mut bob, bob_next).await?;
     let mut others = Vec::new();
     for (i, name) in invitees.iter().enumerate() {
         let mut ua = TestUa::bind(
@@ -402,17 +422,18 @@ async fn escalate_through_the_core(invitees: &[&str]) -> R {
         host_addr,
         &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))),
     );
-    let (inv, via_core) = bob.expect_request("INVITE").await?;
-    let mut b = bob.accept_dialog(&inv, via_core);
-    bob.send(
-        via_core,
-        &bob.reply(
-            &inv,
-            200,
-            &b.local_tag,
-            Some(("application/sdp", SDP_ANSWER)),
-        ),
+    let (inv, via) = bob.expect_request("INVITE").await?;
+    let mut b = bob.accept_dialog(&inv, via);
+    let mut ok = bob.reply(
+        &inv,
+        200,
+        &b.local_tag,
+        Some(("application/sdp", SDP_ANSWER)),
     );
+    if bob_capable {
+        ok.push_header("Supported", "replaces");
+    }
+    bob.send(via, &ok);
     let ok = alice.expect_response(200).await?;
     a.update_from_response(&ok);
     alice.send(host_addr, &a.ack(&alice));
@@ -469,9 +490,11 @@ async fn escalate_through_the_core(invitees: &[&str]) -> R {
     assert!(String::from_utf8_lossy(&n.body).contains("200 OK"));
     alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
 
-    // The focus invites bob with a Replaces naming bob's own dialog (RFC
-    // 3891 §3: to-tag = bob's tag, from-tag = the host's); bob accepts and
-    // ends the old dialog: absorbed, alice hears nothing.
+    // The focus invites bob with a Replaces naming the 1-to-1. A capable
+    // bob receives it naming his own dialog (RFC 3891 §3: to-tag = bob's
+    // tag, from-tag = the host's), accepts and ends the old dialog; a
+    // legacy bob behind the host sees a re-INVITE in his dialog instead.
+    // Either way alice hears nothing.
     let (join, from) = match bob.expect_request("INVITE").await {
         Ok(x) => x,
         Err(e) => {
@@ -482,29 +505,51 @@ async fn escalate_through_the_core(invitees: &[&str]) -> R {
             return Err(e.into());
         }
     };
-    let replaces = join.header("Replaces").unwrap_or_default().to_string();
-    assert_eq!(
-        replaces_fields(&replaces),
-        (
-            b.call_id.clone(),
-            b.local_tag.clone(),
-            b.remote_tag.clone().unwrap_or_default()
-        ),
-        "{replaces}"
-    );
-    let mut bf = bob.accept_dialog(&join, from);
-    bob.send(
-        from,
-        &bob.reply(
-            &join,
-            200,
-            &bf.local_tag,
-            Some(("application/sdp", SDP_ANSWER)),
-        ),
-    );
-    bob.expect_request("ACK").await?;
-    bob.send(core.addr, &b.request(&bob, "BYE", None));
-    bob.expect_response(200).await?;
+    let mut bf = if bob_capable {
+        let replaces = join.header("Replaces").unwrap_or_default().to_string();
+        assert_eq!(
+            replaces_fields(&replaces),
+            (
+                b.call_id.clone(),
+                b.local_tag.clone(),
+                b.remote_tag.clone().unwrap_or_default()
+            ),
+            "{replaces}"
+        );
+        let bf = bob.accept_dialog(&join, from);
+        bob.send(
+            from,
+            &bob.reply(
+                &join,
+                200,
+                &bf.local_tag,
+                Some(("application/sdp", SDP_ANSWER)),
+            ),
+        );
+        bob.expect_request("ACK").await?;
+        bob.send(bob_next, &b.request(&bob, "BYE", None));
+        bob.expect_response(200).await?;
+        bf
+    } else {
+        assert_eq!(join.call_id(), Some(b.call_id.as_str()), "a re-INVITE");
+        assert_eq!(join.header("Replaces"), None);
+        assert_eq!(
+            &join.body[..],
+            focus::CONF_SDP.as_bytes(),
+            "the focus's offer"
+        );
+        bob.send(
+            from,
+            &bob.reply(
+                &join,
+                200,
+                &b.local_tag,
+                Some(("application/sdp", SDP_ANSWER)),
+            ),
+        );
+        bob.expect_request("ACK").await?;
+        b
+    };
     for ua in &mut others {
         let (inv, from) = ua.expect_request("INVITE").await?;
         assert_eq!(inv.header("Replaces"), None, "only bob's entry replaces");
@@ -556,7 +601,7 @@ async fn escalate_through_the_core(invitees: &[&str]) -> R {
     focus.send(from, &focus.reply(&m, 200, &f.local_tag, None));
     alice.expect_response(200).await?;
     bob.send(
-        core.addr,
+        bob_next,
         &bf.request(&bob, "MESSAGE", Some(("text/plain", "bob here"))),
     );
     let (m, from) = focus.expect_request("MESSAGE").await?;
@@ -568,6 +613,10 @@ async fn escalate_through_the_core(invitees: &[&str]) -> R {
     let (bye, from) = focus.expect_request("BYE").await?;
     focus.send(from, &focus.reply(&bye, 200, &f.local_tag, None));
     alice.expect_response(200).await?;
+    bob.send(bob_next, &bf.request(&bob, "BYE", None));
+    let (bye, from) = focus.expect_request("BYE").await?;
+    focus.send(from, &focus.reply(&bye, 200, &bob_at_focus, None));
+    bob.expect_response(200).await?;
     no_call_left(host, &ladder).await
 }
 

@@ -40,11 +40,12 @@ pub async fn start_with(cfg: &Config, builtins: Builtins) -> anyhow::Result<Host
     let (queues, inboxes): (Vec<_>, Vec<_>) = (0..count)
         .map(|_| mpsc::channel(16 * 1024 / count.min(16)))
         .unzip();
+    let pins = Arc::new(crate::shard::Pins::default());
     let transport = Transport::bind(
         &cfg.listen.udp,
         &cfg.listen.tcp,
         cfg.transport_limits(),
-        CoreInbox::sharded(queues),
+        CoreInbox::sharded(queues, pins.clone()),
     )
     .await
     .context("starting transports")?;
@@ -57,6 +58,7 @@ pub async fn start_with(cfg: &Config, builtins: Builtins) -> anyhow::Result<Host
         },
         max_calls: cfg.limits.max_calls,
         replaces_from_clients: cfg.core.replaces_from_clients,
+        pins,
     };
     let stats = Arc::new(Stats::new(count));
     let plugins = Arc::new(PluginSet::load(&cfg.plugins, &builtins).context("loading plugins")?);

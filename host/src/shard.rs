@@ -63,6 +63,56 @@ pub fn call_id_on_shard(unique: &str, shard: usize) -> String {
     format!("{unique}-s{shard}{DOMAIN}")
 }
 
+/// Call-IDs routed by exception. An initial INVITE with Replaces must reach
+/// the shard of the dialog it replaces (found from the Replaces' Call-ID),
+/// and every later message of its own Call-ID (ACK, CANCEL, in-dialog
+/// requests, responses) must follow it there, whoever made that Call-ID.
+/// The inbox pins the Call-ID when it routes such an INVITE; the shard
+/// unpins it when the leg of that Call-ID is released, or after 64×T1 when
+/// the INVITE was refused. Empty (one atomic load per message) unless an
+/// escalation or transfer is in progress.
+#[derive(Debug, Default)]
+pub struct Pins {
+    map: std::sync::RwLock<std::collections::HashMap<String, usize>>,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+impl Pins {
+    pub fn get(&self, call_id: &str) -> Option<usize> {
+        if self.len.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.map.read().ok()?.get(call_id).copied()
+    }
+
+    pub fn pin(&self, call_id: &str, shard: usize) {
+        if let Ok(mut map) = self.map.write() {
+            map.insert(call_id.to_string(), shard);
+            self.len
+                .store(map.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn unpin(&self, call_id: &str) {
+        if self.get(call_id).is_none() {
+            return;
+        }
+        if let Ok(mut map) = self.map.write() {
+            map.remove(call_id);
+            self.len
+                .store(map.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Ids unique across shards: shard `s` of `n` hands out `s + n`, `s + 2n`, …
 /// (never 0).
 #[derive(Debug, Clone)]

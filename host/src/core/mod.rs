@@ -24,6 +24,7 @@ pub struct CoreSettings {
     pub router: Router,
     pub max_calls: usize,
     pub replaces_from_clients: bool,
+    pub pins: Arc<crate::shard::Pins>,
 }
 
 /// Live counts over all shards, readable from outside the core (tests,
@@ -129,6 +130,7 @@ impl Core {
             router: settings.router,
             max_calls: settings.max_calls,
             replaces_from_clients: settings.replaces_from_clients,
+            pins: settings.pins,
         };
         let everywhere = stats.clone();
         let logic = B2bua::new(

@@ -92,6 +92,9 @@ impl B2bua {
 
     pub(super) fn on_leg_released(&mut self, leg: LegId, call: CallRef, call_over: bool) {
         debug!(%leg, %call, "leg released");
+        if let Some(call_id) = self.pinned_legs.remove(&leg) {
+            self.settings.pins.unpin(&call_id);
+        }
         if call_over {
             info!(%call, "call ended");
             let set = self.call_plugins.remove(&call);

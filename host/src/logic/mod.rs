@@ -40,6 +40,8 @@ pub struct LogicSettings {
     pub max_calls: usize,
     /// See [`crate::config::CoreConfig::replaces_from_clients`].
     pub replaces_from_clients: bool,
+    /// Call-IDs routed to a shard by exception (shared with the inbox).
+    pub pins: Arc<crate::shard::Pins>,
 }
 
 /// Logic's own timers, scheduled through the entities' timer queue.
@@ -49,6 +51,9 @@ enum LogicTimer {
     Plugin(PluginRef),
     /// A request a plugin took over must have its final response by now.
     PluginAnswerDue(ServerTxId),
+    /// A refused INVITE with Replaces: its Call-ID's pin outlives the
+    /// transaction's retransmissions and ACK, then goes.
+    Unpin(String),
 }
 
 pub struct B2bua {
@@ -67,6 +72,9 @@ pub struct B2bua {
     next_timer: u64,
     /// Replacements performed for legacy clients, by their re-INVITE.
     replacements: HashMap<ClientTxId, replaces::Replacement>,
+    /// Legs answering an INVITE with Replaces: their Call-ID is pinned
+    /// until they are released.
+    pinned_legs: HashMap<LegId, String>,
 }
 
 impl B2bua {
@@ -91,6 +99,7 @@ impl B2bua {
             timers: HashMap::new(),
             next_timer: 0,
             replacements: HashMap::new(),
+            pinned_legs: HashMap::new(),
         }
     }
 
@@ -246,6 +255,7 @@ impl B2bua {
                     self.entities.respond(sid, 500, "Server Internal Error");
                 }
             }
+            Some(LogicTimer::Unpin(call_id)) => self.settings.pins.unpin(&call_id),
             None => {}
         }
     }

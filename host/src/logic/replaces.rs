@@ -55,9 +55,11 @@ impl B2bua {
                     "INVITE with Replaces refused"
                 );
                 crate::metrics::replaces(why);
+                self.unpin_later(req.call_id().unwrap_or_default());
                 return self.entities.respond(sid, status, reason(status));
             }
         };
+        let call_id = req.call_id().unwrap_or_default().to_string();
         let Some(kept_dialog) = self.entities.calls().leg(kept).map(|l| l.dialog.clone()) else {
             return self.entities.respond(sid, 481, reason(481));
         };
@@ -81,6 +83,21 @@ impl B2bua {
             );
         } else {
             self.replace_for_client(sid, req, source, old, kept);
+        }
+        match self.entities.server(sid).and_then(|e| e.leg) {
+            Some(leg) => {
+                self.pinned_legs.insert(leg, call_id);
+            }
+            None => self.unpin_later(&call_id),
+        }
+    }
+
+    /// The pin of a refused INVITE's Call-ID goes once its transaction is
+    /// surely over (64×T1).
+    fn unpin_later(&mut self, call_id: &str) {
+        if !self.settings.pins.is_empty() {
+            let after = self.entities.settings().timers.t1 * 64;
+            self.schedule(super::LogicTimer::Unpin(call_id.to_string()), after);
         }
     }
 

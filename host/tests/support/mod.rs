@@ -89,6 +89,7 @@ impl Rig {
             },
             max_calls: 1000,
             replaces_from_clients: false,
+            pins: Arc::default(),
         };
         let locals = LocalAddrs {
             udp: vec![addr(HOST)],
