@@ -349,7 +349,13 @@ fn escalation_plugin() -> escalator_host::config::PluginConfig {
 /// the focus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_through_a_record_routing_core() -> R {
-    escalate_through_the_core(&["carol"], Bob::AtTheCore, true).await
+    escalate_through_the_core(
+        &["carol"],
+        Bob::AtTheCore,
+        true,
+        AnswerCreator::BeforeInviting,
+    )
+    .await
 }
 
 /// alice and bob both behind the host, bob's client supports Replaces: the
@@ -358,23 +364,87 @@ async fn escalation_through_a_record_routing_core() -> R {
 /// whose BYE crosses the core to alice's side and is absorbed there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_with_both_behind_the_host_and_bob_supporting_replaces() -> R {
-    escalate_through_the_core(&["carol"], Bob::BehindTheHost, true).await
+    escalate_through_the_core(
+        &["carol"],
+        Bob::BehindTheHost,
+        true,
+        AnswerCreator::BeforeInviting,
+    )
+    .await
 }
 
 /// The same with a legacy bob: he sees a re-INVITE in his dialog with the
 /// focus's offer, never a second call; the host ends the old dialog.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_with_both_behind_the_host_and_a_legacy_bob() -> R {
-    escalate_through_the_core(&["carol"], Bob::BehindTheHost, false).await
+    escalate_through_the_core(
+        &["carol"],
+        Bob::BehindTheHost,
+        false,
+        AnswerCreator::BeforeInviting,
+    )
+    .await
+}
+
+/// The focus invites everyone before it answers alice's host (as many do):
+/// bob's BYE of the 1-to-1 arrives while the conference INVITE is pending
+/// and is absorbed; alice joins when the focus answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_with_a_focus_that_invites_before_answering() -> R {
+    escalate_through_the_core(
+        &["carol"],
+        Bob::AtTheCore,
+        true,
+        AnswerCreator::AfterInviting,
+    )
+    .await
+}
+
+/// The same with both behind the host: the BYE that bob's client sends
+/// for the replaced dialog crosses the core while the conference is
+/// pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_with_both_behind_the_host_and_a_focus_that_invites_first() -> R {
+    escalate_through_the_core(
+        &["carol"],
+        Bob::BehindTheHost,
+        true,
+        AnswerCreator::AfterInviting,
+    )
+    .await
+}
+
+/// The same with a legacy bob behind the host and a focus that invites
+/// first: the host hangs up the replaced dialog itself, during the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_with_a_legacy_bob_and_a_focus_that_invites_first() -> R {
+    escalate_through_the_core(
+        &["carol"],
+        Bob::BehindTheHost,
+        false,
+        AnswerCreator::AfterInviting,
+    )
+    .await
 }
 
 /// The same with a REFER that lists several targets (RFC 5368).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_target_escalation_through_a_record_routing_core() -> R {
-    escalate_through_the_core(&["carol", "dave"], Bob::AtTheCore, true).await
+    escalate_through_the_core(
+        &["carol", "dave"],
+        Bob::AtTheCore,
+        true,
+        AnswerCreator::BeforeInviting,
+    )
+    .await
 }
 
-async fn escalate_through_the_core(invitees: &[&str], bob_at: Bob, bob_capable: bool) -> R {
+async fn escalate_through_the_core(
+    invitees: &[&str],
+    bob_at: Bob,
+    bob_capable: bool,
+    answer: AnswerCreator,
+) -> R {
     let ladder = Ladder::default();
     let mut focus = TestUa::bind("focus", Proto::Udp, addr("127.0.0.7:0"), ladder.clone()).await?;
     focus.absorb_retransmissions = true;
@@ -410,11 +480,7 @@ async fn escalate_through_the_core(invitees: &[&str], bob_at: Bob, bob_capable: 
         register(&mut ua, core.addr).await?;
         others.push(ua);
     }
-    let conference = tokio::spawn(focus::serve(
-        focus,
-        core.addr,
-        AnswerCreator::BeforeInviting,
-    ));
+    let conference = tokio::spawn(focus::serve(focus, core.addr, answer));
 
     // The 1-to-1 chat.
     let mut a = alice.new_dialog("sip:bob@example.com", host_addr);
@@ -478,17 +544,6 @@ async fn escalate_through_the_core(invitees: &[&str], bob_at: Bob, bob_capable: 
             Some(("application/sdp", FRESH_OFFER)),
         ),
     );
-
-    // The focus answered at once: alice is re-anchored and told.
-    let (alice_ack, _) = alice.expect_request("ACK").await?;
-    assert_eq!(
-        &alice_ack.body[..],
-        focus::CONF_SDP.as_bytes(),
-        "alice re-anchored"
-    );
-    let (n, _) = alice.expect_request("NOTIFY").await?;
-    assert!(String::from_utf8_lossy(&n.body).contains("200 OK"));
-    alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
 
     // The focus invites bob with a Replaces naming the 1-to-1. A capable
     // bob receives it naming his own dialog (RFC 3891 §3: to-tag = bob's
@@ -565,6 +620,19 @@ async fn escalate_through_the_core(invitees: &[&str], bob_at: Bob, bob_capable: 
         );
         ua.expect_request("ACK").await?;
     }
+
+    // The focus answered (before or after inviting): alice is re-anchored
+    // and told; bob's BYE of the 1-to-1 never reaches her, whether it came
+    // before the focus's answer or after.
+    let (alice_ack, _) = alice.expect_request("ACK").await?;
+    assert_eq!(
+        &alice_ack.body[..],
+        focus::CONF_SDP.as_bytes(),
+        "alice re-anchored"
+    );
+    let (n, _) = alice.expect_request("NOTIFY").await?;
+    assert!(String::from_utf8_lossy(&n.body).contains("200 OK"));
+    alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
     alice
         .expect_silence(std::time::Duration::from_millis(300))
         .await?;

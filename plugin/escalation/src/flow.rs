@@ -15,6 +15,17 @@
 //! client is ACKed with the peer's SDP (its previous answer), the conference
 //! leg is cancelled or hung up, and the client gets a final NOTIFY with the
 //! failure status (or a refusal of its request).
+//!
+//! | step \ event | client's answer to the re-INVITE | conference 1xx / 2xx / failure | guard timer | peer's BYE on the 1-to-1 |
+//! |---|---|---|---|---|
+//! | AwaitOffer | 2xx with an MSRP offer: conference INVITE → AwaitConference; without: fail 488; failure/timeout: fail with it | – | fail 408 | fail 487, BYE relayed to the client |
+//! | AwaitConference | – | 1xx: wait; 2xx: ACK the client with the answer (fresh) or re-INVITE it (reuse) → success / AwaitReanchor; failure: fail with it | release the conference leg, fail 408 | 200 here, not relayed; the peer's leg released; later failure also hangs up the client (no 1-to-1 left) |
+//! | AwaitReanchor | 2xx: success; failure/timeout: hang up the conference, fail | – | – | as AwaitConference |
+//! | Done | – | – | – | not the flow's (the host answers a BYE on an unpaired leg) |
+//!
+//! Success pairs the client with the conference leg, NOTIFYs 200 and, if
+//! the peer is still there, hangs its leg up after [`STALE_LEG_MS`] unless
+//! its BYE comes first. Each cell is a test in `flow/tests.rs`.
 
 use crate::invite::{self, ConferenceInvite, PeerDialog};
 use crate::policy::{Domain, MediaMode};
@@ -96,6 +107,10 @@ pub struct Flow {
     /// fresh-offer: the client's 200 waits for our ACK.
     client_waits_for_ack: bool,
     next_notify: u64,
+    /// The peer ended the 1-to-1 while the conference was pending (the BYE
+    /// the Replaces causes, when the focus invites before it answers): on
+    /// failure there is no session to go back to.
+    peer_left: bool,
 }
 
 fn sdp_body(bytes: Vec<u8>) -> Option<Body> {
@@ -270,6 +285,7 @@ impl Flow {
             conf_leg: None,
             client_waits_for_ack: false,
             next_notify: 0,
+            peer_left: false,
         };
         flow.next_notify = token();
         let mut actions = vec![accept(&flow.setup)];
@@ -461,6 +477,48 @@ impl Flow {
         }
     }
 
+    /// The peer sent BYE on the 1-to-1 (its server transaction
+    /// `transaction`). Returns the actions, the outcome, and whether the BYE
+    /// is taken (answered here, not relayed to the client).
+    ///
+    /// - before the conference INVITE left: the escalation is abandoned
+    ///   (final NOTIFY 487) and the BYE goes on to the client;
+    /// - while the conference is pending: the peer most likely left for the
+    ///   conference (the focus invited it with Replaces before answering),
+    ///   so the BYE is answered 200 and not relayed; the peer's leg ends.
+    ///   If the conference then fails, the client is told and hung up;
+    /// - after the flow ended: not this flow's business.
+    pub fn on_peer_bye(
+        &mut self,
+        transaction: u64,
+        token: &mut dyn FnMut() -> u64,
+    ) -> (Vec<Action>, Option<Outcome>, bool) {
+        match self.step {
+            Step::AwaitOffer => {
+                let (a, o) = self.fail("peer-left", "487 Request Terminated", token);
+                (a, o, false)
+            }
+            Step::AwaitConference | Step::AwaitReanchor => {
+                self.peer_left = true;
+                let actions = vec![
+                    Action::Respond {
+                        transaction,
+                        status: 200,
+                        reason: "OK".into(),
+                        headers: vec![],
+                        body: None,
+                    },
+                    Action::Release {
+                        leg: self.setup.peer_leg,
+                        send_bye: false,
+                    },
+                ];
+                (actions, None, true)
+            }
+            Step::Done => (vec![], None, false),
+        }
+    }
+
     fn hang_up_conference(&self) -> Vec<Action> {
         self.conf_leg
             .map(|leg| Action::Release {
@@ -524,11 +582,13 @@ impl Flow {
                 b: conf,
             });
         }
-        self.tokens.stale = token();
-        actions.push(Action::SetTimer {
-            token: self.tokens.stale,
-            after_ms: STALE_LEG_MS,
-        });
+        if !self.peer_left {
+            self.tokens.stale = token();
+            actions.push(Action::SetTimer {
+                token: self.tokens.stale,
+                after_ms: STALE_LEG_MS,
+            });
+        }
         if self.subscribed() {
             actions.push(notify(
                 &self.setup,
@@ -574,6 +634,14 @@ impl Flow {
                 token(),
                 &format!("Could not add participants: {status_line}."),
             ));
+        }
+        if self.peer_left {
+            // The other party already left for the conference: no 1-to-1
+            // to go back to; the client is told above, then hung up.
+            actions.push(Action::Release {
+                leg: self.setup.client_leg,
+                send_bye: true,
+            });
         }
         (
             actions,

@@ -192,6 +192,11 @@ impl Escalator {
             self.announced = true;
             out.push(policy_info(&self.policy));
         }
+        if input.message.starts_with(b"BYE ") {
+            let (more, handled) = self.peer_bye(&input.context);
+            out.extend(more);
+            return (out, handled);
+        }
         if !self.may_trigger(&input.message) {
             return (out, false);
         }
@@ -367,6 +372,36 @@ impl Escalator {
         self.busy.insert(ctx.call, id);
         self.track(id, flow, outcome, &mut out);
         (out, true)
+    }
+
+    /// A BYE: the peer leaving a call whose escalation is in progress is
+    /// the flow's to decide (see [`Flow::on_peer_bye`]).
+    fn peer_bye(&mut self, ctx: &MessageContext) -> (Vec<Action>, bool) {
+        let Some(id) = self.busy.get(&ctx.call).copied() else {
+            return (vec![], false);
+        };
+        let (Some(transaction), Some(mut flow)) = (ctx.transaction, self.flows.remove(&id)) else {
+            return (vec![], false);
+        };
+        if flow.setup.peer_leg != ctx.leg {
+            self.flows.insert(id, flow);
+            return (vec![], false);
+        }
+        let mut tokens = || {
+            self.next_token += 1;
+            self.next_token
+        };
+        let (mut out, outcome, handled) = flow.on_peer_bye(transaction, &mut tokens);
+        out.push(log(
+            LogLevel::Info,
+            format!(
+                "call {}: the peer ended the 1-to-1 during the escalation ({})",
+                ctx.call,
+                if handled { "absorbed" } else { "relayed" }
+            ),
+        ));
+        self.track(id, flow, outcome, &mut out);
+        (out, handled)
     }
 
     /// Keep a flow, index its tokens, and account for its outcome.

@@ -462,3 +462,104 @@ fn notify_event_carries_the_refer_id() {
         "active;expires=60".to_string()
     )));
 }
+
+/// A fresh-offer flow with the conference INVITE sent; its tokens
+/// (offer, conference).
+fn pending_conference(t: &mut dyn FnMut() -> u64) -> (Flow, u64) {
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), t);
+    let (a, _) = flow.on_event(
+        &Event::Response {
+            token: token_of(&a, "INVITE"),
+            leg: 10,
+            status: 200,
+            message: response(200, Some(OFFER)),
+        },
+        t,
+    );
+    (flow, token_of(&a, "CREATE"))
+}
+
+#[test]
+fn peer_bye_before_the_conference_invite_abandons_and_is_relayed() {
+    let mut t = counter();
+    let (mut flow, _, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    let (a, o, taken) = flow.on_peer_bye(77, &mut t);
+    assert!(!taken, "the BYE goes on to the client");
+    assert_eq!(kinds(&a), ["notify 487 Request Terminated"]);
+    assert!(matches!(
+        o,
+        Some(Outcome::Failed {
+            label: "peer-left",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn peer_bye_while_the_conference_is_pending_is_absorbed_then_success() {
+    let mut t = counter();
+    let (mut flow, conf) = pending_conference(&mut t);
+    let (a, o, taken) = flow.on_peer_bye(77, &mut t);
+    assert!(taken, "answered here, not relayed to the client");
+    assert_eq!(o, None);
+    assert_eq!(kinds(&a), ["respond 200", "release 11 bye=false"]);
+    let (a, o) = flow.on_event(
+        &Event::Response {
+            token: conf,
+            leg: 20,
+            status: 200,
+            message: response(200, Some(CONF)),
+        },
+        &mut t,
+    );
+    assert_eq!(o, Some(Outcome::Escalated));
+    assert_eq!(
+        kinds(&a),
+        ["ACK with body", "pair 10 20", "notify 200 OK"],
+        "no stale-leg timer: the peer's leg is gone already"
+    );
+}
+
+#[test]
+fn peer_bye_while_pending_then_conference_failure_tells_and_hangs_up_the_client() {
+    let mut t = counter();
+    let (mut flow, conf) = pending_conference(&mut t);
+    let (_, _, taken) = flow.on_peer_bye(77, &mut t);
+    assert!(taken);
+    let (a, o) = flow.on_event(
+        &Event::Response {
+            token: conf,
+            leg: 20,
+            status: 486,
+            message: response(486, None),
+        },
+        &mut t,
+    );
+    assert!(matches!(o, Some(Outcome::Failed { .. })));
+    assert_eq!(
+        kinds(&a),
+        [
+            "ACK with body",
+            "notify 486 Whatever",
+            "release 10 bye=true"
+        ],
+        "no 1-to-1 to go back to: the client is told, then hung up"
+    );
+}
+
+#[test]
+fn peer_bye_after_the_flow_ended_is_not_the_flows() {
+    let mut t = counter();
+    let (mut flow, conf) = pending_conference(&mut t);
+    flow.on_event(
+        &Event::Response {
+            token: conf,
+            leg: 20,
+            status: 200,
+            message: response(200, Some(CONF)),
+        },
+        &mut t,
+    );
+    let (a, o, taken) = flow.on_peer_bye(77, &mut t);
+    assert_eq!((a.len(), o, taken), (0, None, false));
+}
