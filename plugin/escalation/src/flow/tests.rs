@@ -463,19 +463,31 @@ fn notify_event_carries_the_refer_id() {
     )));
 }
 
+/// The response `status` (with `sdp`) on `leg` to the request of `token`.
+fn answer(
+    flow: &mut Flow,
+    token: u64,
+    leg: u64,
+    status: u16,
+    sdp: Option<&str>,
+    t: &mut dyn FnMut() -> u64,
+) -> (Vec<Action>, Option<Outcome>) {
+    flow.on_event(
+        &Event::Response {
+            token,
+            leg,
+            status,
+            message: response(status, sdp),
+        },
+        t,
+    )
+}
+
 /// A fresh-offer flow with the conference INVITE sent; its tokens
 /// (offer, conference).
 fn pending_conference(t: &mut dyn FnMut() -> u64) -> (Flow, u64) {
     let (mut flow, a, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), t);
-    let (a, _) = flow.on_event(
-        &Event::Response {
-            token: token_of(&a, "INVITE"),
-            leg: 10,
-            status: 200,
-            message: response(200, Some(OFFER)),
-        },
-        t,
-    );
+    let (a, _) = answer(&mut flow, token_of(&a, "INVITE"), 10, 200, Some(OFFER), t);
     (flow, token_of(&a, "CREATE"))
 }
 
@@ -503,15 +515,7 @@ fn peer_bye_while_the_conference_is_pending_is_absorbed_then_success() {
     assert!(taken, "answered here, not relayed to the client");
     assert_eq!(o, None);
     assert_eq!(kinds(&a), ["respond 200", "release 11 bye=false"]);
-    let (a, o) = flow.on_event(
-        &Event::Response {
-            token: conf,
-            leg: 20,
-            status: 200,
-            message: response(200, Some(CONF)),
-        },
-        &mut t,
-    );
+    let (a, o) = answer(&mut flow, conf, 20, 200, Some(CONF), &mut t);
     assert_eq!(o, Some(Outcome::Escalated));
     assert_eq!(
         kinds(&a),
@@ -526,15 +530,7 @@ fn peer_bye_while_pending_then_conference_failure_tells_and_hangs_up_the_client(
     let (mut flow, conf) = pending_conference(&mut t);
     let (_, _, taken) = flow.on_peer_bye(77, &mut t);
     assert!(taken);
-    let (a, o) = flow.on_event(
-        &Event::Response {
-            token: conf,
-            leg: 20,
-            status: 486,
-            message: response(486, None),
-        },
-        &mut t,
-    );
+    let (a, o) = answer(&mut flow, conf, 20, 486, None, &mut t);
     assert!(matches!(o, Some(Outcome::Failed { .. })));
     assert_eq!(
         kinds(&a),
@@ -551,15 +547,7 @@ fn peer_bye_while_pending_then_conference_failure_tells_and_hangs_up_the_client(
 fn peer_bye_after_the_flow_ended_is_not_the_flows() {
     let mut t = counter();
     let (mut flow, conf) = pending_conference(&mut t);
-    flow.on_event(
-        &Event::Response {
-            token: conf,
-            leg: 20,
-            status: 200,
-            message: response(200, Some(CONF)),
-        },
-        &mut t,
-    );
+    answer(&mut flow, conf, 20, 200, Some(CONF), &mut t);
     let (a, o, taken) = flow.on_peer_bye(77, &mut t);
     assert_eq!((a.len(), o, taken), (0, None, false));
 }
