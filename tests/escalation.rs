@@ -341,6 +341,23 @@ async fn conference_refusal_leaves_the_one_to_one_session_intact() -> R {
     rolled_back(&mut rig, &mut s, "486").await
 }
 
+/// A second add-user while the first is pending: one escalation per dialog,
+/// so 500 with Retry-After (spec §4); the first one goes on.
+#[tokio::test]
+async fn a_second_trigger_while_one_is_pending_gets_500_with_retry_after() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = rig.establish().await?;
+    let conf = up_to_conference_invite(&mut rig, &mut s).await?;
+    let again = refer(&mut s, &rig, "<sip:dave@example.com>");
+    rig.alice.send(rig.host_for_alice, &again);
+    let refused = rig.alice.expect_response(500).await?;
+    assert_eq!(refused.header("Retry-After"), Some("5"));
+    rig.bob
+        .send(s.host, &rig.bob.reply(&conf, 486, "focus", None));
+    rig.bob.expect_request("ACK").await?;
+    rolled_back(&mut rig, &mut s, "486").await
+}
+
 #[tokio::test]
 async fn conference_timeout_leaves_the_one_to_one_session_intact() -> R {
     // T1 = 10 ms: Timer B fires after 640 ms.

@@ -295,12 +295,30 @@ impl Escalator {
                 "escalator_escalations_total",
                 &[("result", "refused"), ("reason", "busy")],
             ));
-            out.extend(respond(
+            // One escalation per dialog (spec §4): 500 with Retry-After, as
+            // RFC 3261 §21.5.1 has a UAS answer a request that overlaps
+            // one it is still processing.
+            if let Some(Action::Respond {
+                transaction,
+                status,
+                reason,
+                mut headers,
+                body,
+            }) = respond(
                 ctx,
-                491,
-                "Request Pending",
+                500,
+                "Server Internal Error",
                 "an escalation is already in progress",
-            ));
+            ) {
+                headers.push(("Retry-After".into(), "5".into()));
+                out.push(Action::Respond {
+                    transaction,
+                    status,
+                    reason,
+                    headers,
+                    body,
+                });
+            }
             return (out, true);
         }
         let (client_sdp, peer_sdp) = match ctx.role {
