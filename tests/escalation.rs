@@ -341,6 +341,53 @@ async fn conference_refusal_leaves_the_one_to_one_session_intact() -> R {
     rolled_back(&mut rig, &mut s, "486").await
 }
 
+/// alice hangs up while the conference rings: her 200 to the offerless
+/// re-INVITE is ACKed and her BYE answered; the 1-to-1's other leg gets a
+/// BYE and the conference INVITE a CANCEL (it had answered 180); nothing
+/// is left on the host.
+#[tokio::test]
+async fn alice_hanging_up_while_the_conference_rings_ends_every_leg() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = rig.establish().await?;
+    let conf = up_to_conference_invite(&mut rig, &mut s).await?;
+    rig.bob
+        .send(s.host, &rig.bob.reply(&conf, 180, "focus", None));
+    let bye = s.a.request(&rig.alice, "BYE", None);
+    rig.alice.send(rig.host_for_alice, &bye);
+    let (ack, _) = rig.alice.expect_request("ACK").await?;
+    assert_eq!(ack.call_id(), Some(s.a.call_id.as_str()));
+    rig.alice.expect_response(200).await?;
+    // The core side: a BYE on the 1-to-1 and a CANCEL of the conference,
+    // in either order.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (req, from) = rig.bob.recv().await?;
+        let method = req.method().unwrap_or_default().to_string();
+        rig.bob
+            .send(from, &rig.bob.reply(&req, 200, &s.b.local_tag, None));
+        if method == "CANCEL" {
+            assert_eq!(req.call_id(), conf.call_id(), "the conference is cancelled");
+            rig.bob
+                .send(from, &rig.bob.reply(&conf, 487, "focus", None));
+        } else {
+            assert_eq!(req.call_id(), s.b_invite.call_id(), "the 1-to-1 ends");
+        }
+        seen.push(method);
+    }
+    seen.sort();
+    assert_eq!(seen, ["BYE", "CANCEL"]);
+    let (ack, _) = rig.bob.expect_request("ACK").await?;
+    assert_eq!(ack.call_id(), conf.call_id(), "the 487 ACKed hop by hop");
+    for _ in 0..100 {
+        if rig.host.stats.calls() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(rig.host.stats.calls(), 0, "no leg left");
+    Ok(())
+}
+
 /// A second add-user while the first is pending: one escalation per dialog,
 /// so 500 with Retry-After (spec §4); the first one goes on.
 #[tokio::test]

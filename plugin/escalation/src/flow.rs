@@ -16,12 +16,13 @@
 //! leg is cancelled or hung up, and the client gets a final NOTIFY with the
 //! failure status (or a refusal of its request).
 //!
-//! | step \ event | client's answer to the re-INVITE | conference 1xx / 2xx / failure | guard timer | peer's BYE on the 1-to-1 |
-//! |---|---|---|---|---|
-//! | AwaitOffer | 2xx with an MSRP offer: conference INVITE → AwaitConference; without: fail 488; failure/timeout: fail with it | – | fail 408 | fail 487, BYE relayed to the client |
-//! | AwaitConference | – | 1xx: wait; 2xx: ACK the client with the answer (fresh) or re-INVITE it (reuse) → success / AwaitReanchor; failure: fail with it | release the conference leg, fail 408 | 200 here, not relayed; the peer's leg released; later failure also hangs up the client (no 1-to-1 left) |
-//! | AwaitReanchor | 2xx: success; failure/timeout: hang up the conference, fail | – | – | as AwaitConference |
-//! | Done | – | – | – | not the flow's (the host answers a BYE on an unpaired leg) |
+//! | step \ event | client's answer to the re-INVITE | conference 1xx / 2xx / failure | guard timer | peer's BYE on the 1-to-1 | client's BYE |
+//! |---|---|---|---|---|---|
+//! | AwaitOffer | 2xx with an MSRP offer: conference INVITE → AwaitConference; without: fail 488; failure/timeout: fail with it | – | fail 408 | fail 487, BYE relayed to the client | dropped (Done), BYE relayed to the peer |
+//! | AwaitConference | – | 1xx: wait; 2xx: ACK the client with the answer (fresh) or re-INVITE it (reuse) → success / AwaitReanchor; failure: fail with it | release the conference leg, fail 408 | 200 here, not relayed; the peer's leg released; later failure also hangs up the client (no 1-to-1 left) | ACK its pending 200, 200 to its BYE, its leg released, the peer's leg BYEd, the conference cancelled if it answered already → Abandoned |
+//! | AwaitReanchor | 2xx: success; failure/timeout: hang up the conference, fail | – | – | as AwaitConference | as AwaitConference, the conference hung up → Done |
+//! | Abandoned | – | first 1xx: CANCEL; 2xx: hung up (once) → Done; failure → Done | release the conference leg if known → Done | – | – |
+//! | Done | – | – | – | not the flow's (the host answers a BYE on an unpaired leg) | not the flow's |
 //!
 //! Success pairs the client with the conference leg, NOTIFYs 200 and, if
 //! the peer is still there, hangs its leg up after [`STALE_LEG_MS`] unless
@@ -86,6 +87,10 @@ enum Step {
     AwaitOffer,
     AwaitConference,
     AwaitReanchor,
+    /// The client hung up while the conference INVITE was pending: the
+    /// conference leg is cancelled once it has answered provisionally, or
+    /// hung up if it answered 2xx.
+    Abandoned,
     Done,
 }
 
@@ -111,6 +116,9 @@ pub struct Flow {
     /// the Replaces causes, when the focus invites before it answers): on
     /// failure there is no session to go back to.
     peer_left: bool,
+    /// The conference leg was released after the client left (once only:
+    /// a 2xx crossing the CANCEL is ACKed and hung up by the host).
+    conference_released: bool,
 }
 
 fn sdp_body(bytes: Vec<u8>) -> Option<Body> {
@@ -286,6 +294,7 @@ impl Flow {
             client_waits_for_ack: false,
             next_notify: 0,
             peer_left: false,
+            conference_released: false,
         };
         flow.next_notify = token();
         let mut actions = vec![accept(&flow.setup)];
@@ -465,6 +474,40 @@ impl Flow {
                 }
             },
             (
+                Step::Abandoned,
+                Event::Response {
+                    token: k,
+                    leg,
+                    status,
+                    ..
+                },
+            ) if *k == t.conference => {
+                self.conf_leg = Some(*leg);
+                match status {
+                    // The first sign of the conference leg: cancel it now.
+                    100..=199 => (self.release_conference_once(), None),
+                    200..=299 => {
+                        self.step = Step::Done;
+                        (self.release_conference_once(), None)
+                    }
+                    _ => {
+                        self.step = Step::Done;
+                        (vec![], None)
+                    }
+                }
+            }
+            (Step::Abandoned, Event::Timer { token: k }) if *k == t.guard => {
+                self.step = Step::Done;
+                (self.release_conference_once(), None)
+            }
+            (
+                Step::Abandoned,
+                Event::Timeout { token: k, .. } | Event::TransportError { token: k, .. },
+            ) if *k == t.conference => {
+                self.step = Step::Done;
+                (vec![], None)
+            }
+            (
                 Step::AwaitReanchor,
                 Event::Timeout { token: k, .. } | Event::TransportError { token: k, .. },
             ) if *k == t.reanchor => {
@@ -474,6 +517,73 @@ impl Flow {
                 (a, o)
             }
             _ => (vec![], None),
+        }
+    }
+
+    /// The client sent BYE (its server transaction `transaction`) while the
+    /// escalation runs. Returns the actions, the outcome, and whether the
+    /// BYE is taken (answered here; otherwise the host relays it).
+    ///
+    /// - waiting for the client's offer: the escalation is dropped and the
+    ///   BYE relayed to the peer as any hang-up (the client's re-INVITE
+    ///   transaction ends on its own);
+    /// - conference pending: 200 to the client (after the ACK its 200 to
+    ///   the offerless re-INVITE still waits for), the client's leg
+    ///   released, the peer's old leg hung up, the conference leg cancelled
+    ///   once it answered provisionally (RFC 3261 §9.1) or hung up after a
+    ///   2xx ([`Step::Abandoned`]);
+    /// - re-anchoring (reuse-offer): as pending, the conference is hung up.
+    ///
+    /// No final NOTIFY: the subscription ended with the client's dialog.
+    pub fn on_client_bye(&mut self, transaction: u64) -> (Vec<Action>, Option<Outcome>, bool) {
+        let failed = Some(Outcome::Failed {
+            label: "client-left",
+            detail: "the client hung up".into(),
+        });
+        match self.step {
+            Step::AwaitOffer => {
+                self.step = Step::Done;
+                (vec![], failed, false)
+            }
+            Step::AwaitConference | Step::AwaitReanchor => {
+                let mut actions = Vec::new();
+                if self.client_waits_for_ack {
+                    self.client_waits_for_ack = false;
+                    actions.push(Action::SendRequest {
+                        leg: self.setup.client_leg,
+                        method: "ACK".into(),
+                        headers: vec![],
+                        body: self.setup.peer_sdp.clone().and_then(sdp_body),
+                        token: 0,
+                    });
+                }
+                actions.push(Action::Respond {
+                    transaction,
+                    status: 200,
+                    reason: "OK".into(),
+                    headers: vec![],
+                    body: None,
+                });
+                actions.push(Action::Release {
+                    leg: self.setup.client_leg,
+                    send_bye: false,
+                });
+                if !self.peer_left {
+                    actions.push(Action::Release {
+                        leg: self.setup.peer_leg,
+                        send_bye: true,
+                    });
+                }
+                actions.extend(self.release_conference_once());
+                self.step = if self.step == Step::AwaitReanchor {
+                    Step::Done
+                } else {
+                    // Cancelled once the conference answers at all.
+                    Step::Abandoned
+                };
+                (actions, failed, true)
+            }
+            Step::Abandoned | Step::Done => (vec![], None, false),
         }
     }
 
@@ -515,8 +625,18 @@ impl Flow {
                 ];
                 (actions, None, true)
             }
-            Step::Done => (vec![], None, false),
+            Step::Abandoned | Step::Done => (vec![], None, false),
         }
+    }
+
+    /// Release the conference leg (CANCEL while early, BYE once confirmed)
+    /// if it is known and was not released yet.
+    fn release_conference_once(&mut self) -> Vec<Action> {
+        if self.conference_released || self.conf_leg.is_none() {
+            return vec![];
+        }
+        self.conference_released = true;
+        self.hang_up_conference()
     }
 
     fn hang_up_conference(&self) -> Vec<Action> {

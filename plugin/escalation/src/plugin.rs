@@ -392,8 +392,9 @@ impl Escalator {
         (out, true)
     }
 
-    /// A BYE: the peer leaving a call whose escalation is in progress is
-    /// the flow's to decide (see [`Flow::on_peer_bye`]).
+    /// A BYE: the peer or the client leaving a call whose escalation is in
+    /// progress is the flow's to decide ([`Flow::on_peer_bye`],
+    /// [`Flow::on_client_bye`]).
     fn peer_bye(&mut self, ctx: &MessageContext) -> (Vec<Action>, bool) {
         let Some(id) = self.busy.get(&ctx.call).copied() else {
             return (vec![], false);
@@ -401,21 +402,26 @@ impl Escalator {
         let (Some(transaction), Some(mut flow)) = (ctx.transaction, self.flows.remove(&id)) else {
             return (vec![], false);
         };
-        if flow.setup.peer_leg != ctx.leg {
-            self.flows.insert(id, flow);
-            return (vec![], false);
-        }
         let mut tokens = || {
             self.next_token += 1;
             self.next_token
         };
-        let (mut out, outcome, handled) = flow.on_peer_bye(transaction, &mut tokens);
+        let (mut out, outcome, handled, who) = if ctx.leg == flow.setup.peer_leg {
+            let (a, o, h) = flow.on_peer_bye(transaction, &mut tokens);
+            (a, o, h, "the peer")
+        } else if ctx.leg == flow.setup.client_leg {
+            let (a, o, h) = flow.on_client_bye(transaction);
+            (a, o, h, "the client")
+        } else {
+            self.flows.insert(id, flow);
+            return (vec![], false);
+        };
         out.push(log(
             LogLevel::Info,
             format!(
-                "call {}: the peer ended the 1-to-1 during the escalation ({})",
+                "call {}: {who} ended the 1-to-1 during the escalation ({})",
                 ctx.call,
-                if handled { "absorbed" } else { "relayed" }
+                if handled { "answered here" } else { "relayed" }
             ),
         ));
         self.track(id, flow, outcome, &mut out);

@@ -551,3 +551,121 @@ fn peer_bye_after_the_flow_ended_is_not_the_flows() {
     let (a, o, taken) = flow.on_peer_bye(77, &mut t);
     assert_eq!((a.len(), o, taken), (0, None, false));
 }
+
+#[test]
+fn client_bye_while_waiting_for_its_offer_drops_the_escalation_and_is_relayed() {
+    let mut t = counter();
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    let offer = token_of(&a, "INVITE");
+    let (a, o, taken) = flow.on_client_bye(77);
+    assert!(!taken, "relayed to the peer as any hang-up");
+    assert!(a.is_empty());
+    assert!(matches!(
+        o,
+        Some(Outcome::Failed {
+            label: "client-left",
+            ..
+        })
+    ));
+    let (a, o) = answer(&mut flow, offer, 10, 200, Some(OFFER), &mut t);
+    assert_eq!(
+        (a.len(), o),
+        (0, None),
+        "no conference after the client left"
+    );
+}
+
+#[test]
+fn client_bye_before_the_conference_answered_cancels_it_at_its_first_response() {
+    let mut t = counter();
+    let (mut flow, conf) = pending_conference(&mut t);
+    let (a, o, taken) = flow.on_client_bye(77);
+    assert!(taken);
+    assert!(matches!(
+        o,
+        Some(Outcome::Failed {
+            label: "client-left",
+            ..
+        })
+    ));
+    assert_eq!(
+        kinds(&a),
+        [
+            "ACK with body",
+            "respond 200",
+            "release 10 bye=false",
+            "release 11 bye=true"
+        ],
+        "the client's 200 ACKed, its BYE answered, both old legs end; \
+         no CANCEL before the conference answered at all (RFC 3261 §9.1)"
+    );
+    let (a, _) = answer(&mut flow, conf, 20, 180, None, &mut t);
+    assert_eq!(kinds(&a), ["release 20 bye=true"], "CANCEL now");
+    let (a, _) = answer(&mut flow, conf, 20, 200, Some(CONF), &mut t);
+    assert!(
+        a.is_empty(),
+        "a 2xx crossing the CANCEL is the host's to end"
+    );
+    assert!(flow.is_done());
+}
+
+#[test]
+fn client_bye_after_a_provisional_cancels_at_once_and_a_late_2xx_is_hung_up() {
+    let mut t = counter();
+    let (mut flow, conf) = pending_conference(&mut t);
+    answer(&mut flow, conf, 20, 180, None, &mut t);
+    let (a, _, taken) = flow.on_client_bye(77);
+    assert!(taken);
+    assert_eq!(
+        kinds(&a),
+        [
+            "ACK with body",
+            "respond 200",
+            "release 10 bye=false",
+            "release 11 bye=true",
+            "release 20 bye=true"
+        ]
+    );
+    let (a, _) = answer(&mut flow, conf, 20, 487, None, &mut t);
+    assert!(a.is_empty());
+    assert!(flow.is_done());
+}
+
+#[test]
+fn client_bye_then_no_answer_at_all_the_guard_ends_the_flow() {
+    let mut t = counter();
+    let (mut flow, a0, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    let guard = a0
+        .iter()
+        .find_map(|a| match a {
+            Action::SetTimer { token, .. } => Some(*token),
+            _ => None,
+        })
+        .expect("guard timer");
+    let (a, _) = answer(
+        &mut flow,
+        token_of(&a0, "INVITE"),
+        10,
+        200,
+        Some(OFFER),
+        &mut t,
+    );
+    let _conf = token_of(&a, "CREATE");
+    flow.on_client_bye(77);
+    let (a, o) = flow.on_event(&Event::Timer { token: guard }, &mut t);
+    assert_eq!((a.len(), o), (0, None), "no conference leg ever showed up");
+    assert!(flow.is_done());
+}
+
+#[test]
+fn client_bye_after_the_peer_left_leaves_the_peer_alone() {
+    let mut t = counter();
+    let (mut flow, _) = pending_conference(&mut t);
+    flow.on_peer_bye(76, &mut t);
+    let (a, _, taken) = flow.on_client_bye(77);
+    assert!(taken);
+    assert_eq!(
+        kinds(&a),
+        ["ACK with body", "respond 200", "release 10 bye=false"]
+    );
+}
