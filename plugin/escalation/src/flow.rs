@@ -546,17 +546,8 @@ impl Flow {
                 (vec![], failed, false)
             }
             Step::AwaitConference | Step::AwaitReanchor => {
-                let mut actions = Vec::new();
-                if self.client_waits_for_ack {
-                    self.client_waits_for_ack = false;
-                    actions.push(Action::SendRequest {
-                        leg: self.setup.client_leg,
-                        method: "ACK".into(),
-                        headers: vec![],
-                        body: self.setup.peer_sdp.clone().and_then(sdp_body),
-                        token: 0,
-                    });
-                }
+                let mut actions: Vec<Action> =
+                    self.ack_client_with_peer_sdp().into_iter().collect();
                 actions.push(Action::Respond {
                     transaction,
                     status: 200,
@@ -627,6 +618,21 @@ impl Flow {
             }
             Step::Abandoned | Step::Done => (vec![], None, false),
         }
+    }
+
+    /// The ACK the client's 200 to the offerless re-INVITE still waits
+    /// for, answering its fresh offer with what the peer had answered.
+    fn ack_client_with_peer_sdp(&mut self) -> Option<Action> {
+        if !std::mem::take(&mut self.client_waits_for_ack) {
+            return None;
+        }
+        Some(Action::SendRequest {
+            leg: self.setup.client_leg,
+            method: "ACK".into(),
+            headers: vec![],
+            body: self.setup.peer_sdp.clone().and_then(sdp_body),
+            token: 0,
+        })
     }
 
     /// Release the conference leg (CANCEL while early, BYE once confirmed)
@@ -728,18 +734,7 @@ impl Flow {
         token: &mut dyn FnMut() -> u64,
     ) -> (Vec<Action>, Option<Outcome>) {
         self.step = Step::Done;
-        let mut actions = Vec::new();
-        if self.client_waits_for_ack {
-            // Answer the client's fresh offer with what the peer had answered.
-            self.client_waits_for_ack = false;
-            actions.push(Action::SendRequest {
-                leg: self.setup.client_leg,
-                method: "ACK".into(),
-                headers: vec![],
-                body: self.setup.peer_sdp.clone().and_then(sdp_body),
-                token: 0,
-            });
-        }
+        let mut actions: Vec<Action> = self.ack_client_with_peer_sdp().into_iter().collect();
         if self.subscribed() {
             actions.push(notify(
                 &self.setup,
