@@ -388,6 +388,65 @@ async fn alice_hanging_up_while_the_conference_rings_ends_every_leg() -> R {
     Ok(())
 }
 
+/// The ACK of a non-2xx final response: the INVITE's Via (same branch),
+/// the response's To (RFC 3261 §17.1.1.3).
+fn ack_of_failure(invite: &SipMessage, resp: &SipMessage) -> SipMessage {
+    let mut ack = SipMessage::request("ACK", invite.request_uri().unwrap_or_default());
+    for name in ["Via", "Max-Forwards", "From", "Call-ID"] {
+        ack.push_header(name, invite.header(name).unwrap_or_default());
+    }
+    ack.push_header("To", resp.header("To").unwrap_or_default());
+    let n = invite.cseq().map_or(0, |c| c.0);
+    ack.push_header("CSeq", format!("{n} ACK"));
+    ack.set_body(bytes::Bytes::new());
+    ack
+}
+
+/// Glare on both sides during an escalation: alice's own re-INVITE crosses
+/// the host's offerless one (the host answers hers 491, she answers the
+/// host's 491, the host asks again after 0–2 s: alice made the Call-ID),
+/// and bob's re-INVITE on the 1-to-1 while the conference is pending gets
+/// 491 too. The escalation then completes.
+#[tokio::test]
+async fn glare_during_an_escalation_is_answered_491_and_retried() -> R {
+    let mut rig = rig_with(&policy(""), |_| {}).await;
+    let mut s = rig.establish().await?;
+    let r = refer(&mut s, &rig, "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    rig.alice.expect_response(202).await?;
+    take_notify(&mut rig, &s).await?;
+    let (hosts, _) = rig.alice.expect_request("INVITE").await?;
+    let own =
+        s.a.request(&rig.alice, "INVITE", Some(("application/sdp", FRESH_OFFER)));
+    rig.alice.send(rig.host_for_alice, &own);
+    let glare = rig.alice.expect_response(491).await?;
+    rig.alice
+        .send(rig.host_for_alice, &ack_of_failure(&own, &glare));
+    rig.alice.send(
+        rig.host_for_alice,
+        &rig.alice.reply(&hosts, 491, &s.a.local_tag, None),
+    );
+    rig.alice.expect_request("ACK").await?;
+    // Asked again within 2 s (plus the 5 s of the helper's wait).
+    let again = give_fresh_offer(&mut rig, &s).await?;
+    assert_ne!(again.header("CSeq"), hosts.header("CSeq"), "a new request");
+    let (conf, _) = rig.bob.expect_request("INVITE").await?;
+    assert_eq!(
+        conf.request_uri(),
+        Some("sip:conference-factory@example.com")
+    );
+    let bobs =
+        s.b.request(&rig.bob, "INVITE", Some(("application/sdp", SDP_ANSWER)));
+    rig.bob.send(s.host, &bobs);
+    let refused = rig.bob.expect_response(491).await?;
+    assert_eq!(refused.call_id(), s.b_invite.call_id());
+    rig.bob.send(s.host, &ack_of_failure(&bobs, &refused));
+    focus_answers(&mut rig, &s, &conf).await?;
+    let (frag, _) = take_notify(&mut rig, &s).await?;
+    assert!(frag.contains("200 OK"), "{frag}");
+    Ok(())
+}
+
 /// A second add-user while the first is pending: one escalation per dialog,
 /// so 500 with Retry-After (spec §4); the first one goes on.
 #[tokio::test]

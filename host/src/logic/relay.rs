@@ -291,6 +291,23 @@ impl B2bua {
             debug!(%call_id, "no dialog for in-dialog request");
             return self.entities.respond(sid, 481, reason(481));
         };
+        if method == Method::Invite {
+            if let Some(status) = self.reinvite_overlap(leg_id) {
+                info!(%leg_id, status, "re-INVITE overlaps another INVITE on its dialog");
+                // RFC 3261 §14.2: a 500 here says when to retry (0–10 s).
+                let headers = if status == 500 {
+                    use rand::Rng;
+                    let after = rand::rng().random_range(0..=10u32);
+                    vec![("Retry-After".to_string(), after.to_string())]
+                } else {
+                    Vec::new()
+                };
+                let _ = self
+                    .entities
+                    .respond_with(sid, status, reason(status), headers, None);
+                return;
+            }
+        }
         let Some(leg) = self.entities.calls_mut().leg_mut(leg_id) else {
             return;
         };
@@ -329,6 +346,23 @@ impl B2bua {
             }
             None => self.entities.respond(sid, 481, reason(481)),
         }
+    }
+
+    /// Whether a re-INVITE arriving on `leg` overlaps another INVITE of its
+    /// dialog (RFC 3261 §14): the host's own re-INVITE on that leg still
+    /// waits for its final response (glare: 491, the far end retries after
+    /// a random wait), or the far end's previous INVITE is not answered yet
+    /// (500; its retransmissions never get here).
+    fn reinvite_overlap(&self, leg: LegId) -> Option<u16> {
+        let l = self.entities.calls().leg(leg)?;
+        if l.invite_client.is_some() {
+            return Some(491);
+        }
+        let unanswered = l
+            .invite_server
+            .and_then(|sid| self.entities.server(sid))
+            .is_some_and(|e| e.tx.awaits_final());
+        unanswered.then_some(500)
     }
 
     /// The ACK of a 2xx on `leg`: the partner leg gets the host's own ACK,

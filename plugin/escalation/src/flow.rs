@@ -18,11 +18,15 @@
 //!
 //! | step \ event | client's answer to the re-INVITE | conference 1xx / 2xx / failure | guard timer | peer's BYE on the 1-to-1 | client's BYE |
 //! |---|---|---|---|---|---|
-//! | AwaitOffer | 2xx with an MSRP offer: conference INVITE → AwaitConference; without: fail 488; failure/timeout: fail with it | – | fail 408 | fail 487, BYE relayed to the client | dropped (Done), BYE relayed to the peer |
+//! | AwaitOffer | 2xx with an MSRP offer: conference INVITE → AwaitConference; without: fail 488; 491 (glare): ask again after [`glare_wait_ms`], up to [`GLARE_RETRIES`] times; other failure/timeout: fail with it | – | fail 408 | fail 487, BYE relayed to the client | dropped (Done), BYE relayed to the peer |
 //! | AwaitConference | – | 1xx: wait; 2xx: ACK the client with the answer (fresh) or re-INVITE it (reuse) → success / AwaitReanchor; failure: fail with it | release the conference leg, fail 408 | 200 here, not relayed; the peer's leg released; later failure also hangs up the client (no 1-to-1 left) | ACK its pending 200, 200 to its BYE, its leg released, the peer's leg BYEd, the conference cancelled if it answered already → Abandoned |
 //! | AwaitReanchor | 2xx: success; failure/timeout: hang up the conference, fail | – | – | as AwaitConference | as AwaitConference, the conference hung up → Done |
 //! | Abandoned | – | first 1xx: CANCEL; 2xx: hung up (once) → Done; failure → Done | release the conference leg if known → Done | – | – |
 //! | Done | – | – | – | not the flow's (the host answers a BYE on an unpaired leg) | not the flow's |
+//!
+//! Outside the table: the peer's re-INVITE on the 1-to-1 while a flow runs
+//! is answered 491 by the plugin; the client's re-INVITE while the host's
+//! is pending gets 491 from the host itself (RFC 3261 §14.1).
 //!
 //! Success pairs the client with the conference leg, NOTIFYs 200 and, if
 //! the peer is still there, hangs its leg up after [`STALE_LEG_MS`] unless
@@ -40,6 +44,19 @@ use escalator_sip::SipMessage;
 pub const DEFAULT_ANSWER_TIMEOUT_MS: u64 = 20_000;
 /// After success, the old leg is hung up if the peer has not ended it.
 pub const STALE_LEG_MS: u64 = 30_000;
+/// How often the offerless re-INVITE is retried after 491 (glare).
+pub const GLARE_RETRIES: u32 = 3;
+
+/// The wait before retrying a re-INVITE that met 491 (RFC 3261 §14.1):
+/// 2100–4000 ms when the host owns the dialog's Call-ID, 0–2000 ms
+/// otherwise; `spread` (any number) picks the point in the range.
+pub fn glare_wait_ms(host_made_call_id: bool, spread: u64) -> u64 {
+    if host_made_call_id {
+        2100 + spread % 1901
+    } else {
+        spread % 2001
+    }
+}
 
 /// Everything a flow needs, taken from the trigger, the policy and the
 /// host's dialog state when the flow starts.
@@ -63,6 +80,10 @@ pub struct Setup {
     pub peer_sdp: Option<Vec<u8>>,
     pub boundary: String,
     pub answer_timeout_ms: u64,
+    /// The host made the client leg's Call-ID (the peer called the
+    /// client): after a 491 the host waits 2.1–4 s before retrying its
+    /// re-INVITE, else 0–2 s (RFC 3261 §14.1).
+    pub host_made_call_id: bool,
 }
 
 /// Why a request is refused before anything is sent.
@@ -101,6 +122,7 @@ struct Tokens {
     reanchor: u64,
     guard: u64,
     stale: u64,
+    retry: u64,
 }
 
 #[derive(Debug)]
@@ -116,6 +138,8 @@ pub struct Flow {
     /// the Replaces causes, when the focus invites before it answers): on
     /// failure there is no session to go back to.
     peer_left: bool,
+    /// Offerless re-INVITEs sent to the client so far.
+    offer_attempts: u32,
     /// The conference leg was released after the client left (once only:
     /// a 2xx crossing the CANCEL is ACKed and hung up by the host).
     conference_released: bool,
@@ -295,6 +319,7 @@ impl Flow {
             next_notify: 0,
             peer_left: false,
             conference_released: false,
+            offer_attempts: 0,
         };
         flow.next_notify = token();
         let mut actions = vec![accept(&flow.setup)];
@@ -308,15 +333,8 @@ impl Flow {
         }
         match flow.setup.domain.media {
             MediaMode::FreshOffer => {
-                flow.tokens.offer = token();
+                actions.push(flow.ask_for_offer(token));
                 flow.tokens.guard = token();
-                actions.push(Action::SendRequest {
-                    leg: flow.setup.client_leg,
-                    method: "INVITE".into(),
-                    headers: vec![],
-                    body: None,
-                    token: flow.tokens.offer,
-                });
                 actions.push(Action::SetTimer {
                     token: flow.tokens.guard,
                     after_ms: flow.setup.answer_timeout_ms,
@@ -332,14 +350,28 @@ impl Flow {
         (flow, actions, None)
     }
 
+    /// The offerless re-INVITE (RFC 3725 flow I) that asks the client for a
+    /// fresh offer.
+    fn ask_for_offer(&mut self, token: &mut dyn FnMut() -> u64) -> Action {
+        self.offer_attempts += 1;
+        self.tokens.offer = token();
+        Action::SendRequest {
+            leg: self.setup.client_leg,
+            method: "INVITE".into(),
+            headers: vec![],
+            body: None,
+            token: self.tokens.offer,
+        }
+    }
+
     fn subscribed(&self) -> bool {
         self.setup.trigger.kind.is_refer() && self.setup.trigger.subscription
     }
 
     /// The tokens this flow listens to.
-    pub fn tokens(&self) -> [u64; 5] {
+    pub fn tokens(&self) -> [u64; 6] {
         let t = self.tokens;
-        [t.offer, t.conference, t.reanchor, t.guard, t.stale]
+        [t.offer, t.conference, t.reanchor, t.guard, t.stale, t.retry]
     }
 
     pub fn is_done(&self) -> bool {
@@ -406,6 +438,18 @@ impl Flow {
                 },
             ) if *k == t.offer => match status {
                 100..=199 => (vec![], None),
+                // Glare: the client's own re-INVITE crossed ours.
+                491 if self.offer_attempts < GLARE_RETRIES => {
+                    self.tokens.retry = token();
+                    let spread = self.tokens.retry ^ self.setup.call.rotate_left(17);
+                    (
+                        vec![Action::SetTimer {
+                            token: self.tokens.retry,
+                            after_ms: glare_wait_ms(self.setup.host_made_call_id, spread),
+                        }],
+                        None,
+                    )
+                }
                 200..=299 => {
                     self.client_waits_for_ack = true;
                     match sdp_of(message) {
@@ -423,6 +467,9 @@ impl Flow {
                 Step::AwaitOffer,
                 Event::Timeout { token: k, .. } | Event::TransportError { token: k, .. },
             ) if *k == t.offer => self.fail("client-unreachable", "408 Request Timeout", token),
+            (Step::AwaitOffer, Event::Timer { token: k }) if *k == t.retry && t.retry != 0 => {
+                (vec![self.ask_for_offer(token)], None)
+            }
             (
                 Step::AwaitConference,
                 Event::Response {

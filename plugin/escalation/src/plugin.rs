@@ -197,6 +197,12 @@ impl Escalator {
             out.extend(more);
             return (out, handled);
         }
+        if input.context.in_dialog && input.message.starts_with(b"INVITE ") {
+            if let Some(refusal) = self.peer_reinvite(&input.context) {
+                out.extend(refusal);
+                return (out, true);
+            }
+        }
         if !self.may_trigger(&input.message) {
             return (out, false);
         }
@@ -345,6 +351,7 @@ impl Escalator {
             peer_sdp,
             boundary: format!("escalator-{}-{id}", ctx.call),
             answer_timeout_ms: self.answer_timeout_ms,
+            host_made_call_id: ctx.role == Some(LegRole::Uac),
         };
         if let Err(r) = flow::precheck(&setup) {
             out.push(metric(
@@ -390,6 +397,32 @@ impl Escalator {
         self.busy.insert(ctx.call, id);
         self.track(id, flow, outcome, &mut out);
         (out, true)
+    }
+
+    /// A re-INVITE from the peer while the call's escalation runs: 491
+    /// (spec §4, glare row): the client's media is being moved, the peer
+    /// retries later (by then on the conference or on the 1-to-1 again).
+    fn peer_reinvite(&self, ctx: &MessageContext) -> Option<Vec<Action>> {
+        let flow = self.flows.get(self.busy.get(&ctx.call)?)?;
+        if flow.setup.peer_leg != ctx.leg {
+            return None;
+        }
+        Some(vec![
+            Action::Respond {
+                transaction: ctx.transaction?,
+                status: 491,
+                reason: "Request Pending".into(),
+                headers: vec![],
+                body: None,
+            },
+            log(
+                LogLevel::Info,
+                format!(
+                    "call {}: the peer's re-INVITE met the escalation: 491",
+                    ctx.call
+                ),
+            ),
+        ])
     }
 
     /// A BYE: the peer or the client leaving a call whose escalation is in

@@ -37,6 +37,7 @@ fn setup(media: MediaMode, subscription: bool, targets: usize, max: usize) -> Se
         peer_sdp: Some(PEER_SDP.as_bytes().to_vec()),
         boundary: "b-1".into(),
         answer_timeout_ms: 20_000,
+        host_made_call_id: false,
     }
 }
 
@@ -668,4 +669,70 @@ fn client_bye_after_the_peer_left_leaves_the_peer_alone() {
         kinds(&a),
         ["ACK with body", "respond 200", "release 10 bye=false"]
     );
+}
+
+#[test]
+fn glare_waits_follow_who_made_the_call_id() {
+    for spread in [0, 1, 1900, 1901, 2000, 2001, u64::MAX] {
+        let host = glare_wait_ms(true, spread);
+        assert!((2100..=4000).contains(&host), "{host}");
+        let client = glare_wait_ms(false, spread);
+        assert!(client <= 2000, "{client}");
+    }
+}
+
+/// The timer a set of actions starts (the last one).
+fn timer_of(actions: &[Action]) -> (u64, u64) {
+    actions
+        .iter()
+        .rev()
+        .find_map(|a| match a {
+            Action::SetTimer { token, after_ms } => Some((*token, *after_ms)),
+            _ => None,
+        })
+        .expect("a timer")
+}
+
+#[test]
+fn a_491_to_the_offer_request_is_retried_after_a_random_wait() {
+    let mut t = counter();
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    let first = token_of(&a, "INVITE");
+    let (a, o) = answer(&mut flow, first, 10, 491, None, &mut t);
+    assert_eq!(o, None, "glare is no failure");
+    assert_eq!(kinds(&a), ["timer"]);
+    let (retry, wait) = timer_of(&a);
+    assert!(
+        wait <= 2000,
+        "the client made the Call-ID: 0–2 s, got {wait}"
+    );
+    let (a, o) = flow.on_event(&Event::Timer { token: retry }, &mut t);
+    assert_eq!(o, None);
+    assert_eq!(kinds(&a), ["INVITE"], "asked again, without an offer");
+    let second = token_of(&a, "INVITE");
+    assert_ne!(second, first);
+    let (a, _) = answer(&mut flow, second, 10, 200, Some(OFFER), &mut t);
+    assert_eq!(kinds(&a), ["create-leg"], "then the escalation goes on");
+}
+
+#[test]
+fn glare_every_time_ends_in_491_after_the_last_retry() {
+    let mut t = counter();
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::FreshOffer, true, 1, 10), &mut t);
+    let mut offer = token_of(&a, "INVITE");
+    for _ in 1..GLARE_RETRIES {
+        let (a, _) = answer(&mut flow, offer, 10, 491, None, &mut t);
+        let (retry, _) = timer_of(&a);
+        let (a, _) = flow.on_event(&Event::Timer { token: retry }, &mut t);
+        offer = token_of(&a, "INVITE");
+    }
+    let (a, o) = answer(&mut flow, offer, 10, 491, None, &mut t);
+    assert!(matches!(
+        o,
+        Some(Outcome::Failed {
+            label: "client-refused-offer",
+            ..
+        })
+    ));
+    assert_eq!(kinds(&a), ["notify 491 Whatever"]);
 }
