@@ -303,6 +303,17 @@ async fn take_user_message(rig: &mut Rig, s: &Established) -> anyhow::Result<Str
     Ok(String::from_utf8_lossy(&m.body).into_owned())
 }
 
+/// alice REFERs carol: 202, NOTIFY 100, and the host's offerless re-INVITE,
+/// which is returned unanswered.
+async fn up_to_offer_request(rig: &mut Rig, s: &mut Established) -> anyhow::Result<SipMessage> {
+    let r = refer(s, rig, "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &r);
+    rig.alice.expect_response(202).await?;
+    take_notify(rig, s).await?;
+    let (reinvite, _) = rig.alice.expect_request("INVITE").await?;
+    Ok(reinvite)
+}
+
 /// Through the conference INVITE; returns it.
 async fn up_to_conference_invite(rig: &mut Rig, s: &mut Established) -> anyhow::Result<SipMessage> {
     let r = refer(s, rig, "<sip:carol@example.com>");
@@ -411,11 +422,7 @@ fn ack_of_failure(invite: &SipMessage, resp: &SipMessage) -> SipMessage {
 async fn glare_during_an_escalation_is_answered_491_and_retried() -> R {
     let mut rig = rig_with(&policy(""), |_| {}).await;
     let mut s = rig.establish().await?;
-    let r = refer(&mut s, &rig, "<sip:carol@example.com>");
-    rig.alice.send(rig.host_for_alice, &r);
-    rig.alice.expect_response(202).await?;
-    take_notify(&mut rig, &s).await?;
-    let (hosts, _) = rig.alice.expect_request("INVITE").await?;
+    let hosts = up_to_offer_request(&mut rig, &mut s).await?;
     let own =
         s.a.request(&rig.alice, "INVITE", Some(("application/sdp", FRESH_OFFER)));
     rig.alice.send(rig.host_for_alice, &own);
@@ -481,11 +488,7 @@ async fn conference_timeout_leaves_the_one_to_one_session_intact() -> R {
 async fn client_refusing_the_offer_request_leaves_the_session_intact() -> R {
     let mut rig = rig_with(&policy(""), |_| {}).await;
     let mut s = rig.establish().await?;
-    let r = refer(&mut s, &rig, "<sip:carol@example.com>");
-    rig.alice.send(rig.host_for_alice, &r);
-    rig.alice.expect_response(202).await?;
-    take_notify(&mut rig, &s).await?;
-    let (reinvite, _) = rig.alice.expect_request("INVITE").await?;
+    let reinvite = up_to_offer_request(&mut rig, &mut s).await?;
     rig.alice.send(
         rig.host_for_alice,
         &rig.alice.reply(&reinvite, 488, &s.a.local_tag, None),
@@ -823,11 +826,7 @@ async fn a_failure_is_logged_with_its_reason() -> R {
 async fn a_200_to_the_offer_request_retransmitted_after_the_ack_gets_the_ack_again() -> R {
     let mut rig = rig_with(&policy(""), |_| {}).await;
     let mut s = rig.establish().await?;
-    let r = refer(&mut s, &rig, "<sip:carol@example.com>");
-    rig.alice.send(rig.host_for_alice, &r);
-    rig.alice.expect_response(202).await?;
-    take_notify(&mut rig, &s).await?;
-    let (reinvite, _) = rig.alice.expect_request("INVITE").await?;
+    let reinvite = up_to_offer_request(&mut rig, &mut s).await?;
     let ok = rig.alice.reply(
         &reinvite,
         200,
