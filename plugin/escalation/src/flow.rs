@@ -44,6 +44,9 @@ use escalator_sip::SipMessage;
 pub const DEFAULT_ANSWER_TIMEOUT_MS: u64 = 20_000;
 /// After success, the old leg is hung up if the peer has not ended it.
 pub const STALE_LEG_MS: u64 = 30_000;
+/// How long a client retransmits its 200 waiting for the ACK (64×T1)
+/// before it gives the dialog up (RFC 3261 §13.3.1.4).
+pub const CLIENT_ACK_WINDOW_MS: u64 = 32_000;
 /// How often the offerless re-INVITE is retried after 491 (glare).
 pub const GLARE_RETRIES: u32 = 3;
 
@@ -483,6 +486,18 @@ impl Flow {
                 match status {
                     100..=199 => (vec![], None),
                     200..=299 => self.conference_answered(message, token),
+                    // The host holds no credentials for the client, and the
+                    // client cannot answer a challenge it never saw: 403 to
+                    // it (spec §4); in IMS a challenge here means misrouting.
+                    401 | 407 => self.fail(
+                        if *status == 401 {
+                            "conference-challenged-401"
+                        } else {
+                            "conference-challenged-407"
+                        },
+                        "403 Forbidden",
+                        token,
+                    ),
                     _ => self.fail(
                         "conference-refused",
                         &format!("{status} {}", reason_of(message)),

@@ -540,6 +540,15 @@ impl Plugin for Escalator {
 
     fn create(config: &str) -> Result<Self, String> {
         let cfg: Config = toml::from_str(config).map_err(|e| format!("plugin config: {e}"))?;
+        // The client retransmits its 200 to the offerless re-INVITE for
+        // 64×T1 = 32 s and then hangs up: the ACK must leave before that.
+        if cfg.answer_timeout_ms >= flow::CLIENT_ACK_WINDOW_MS {
+            return Err(format!(
+                "plugin config: answer_timeout_ms = {} must stay below the client's {} ms ACK window (64×T1)",
+                cfg.answer_timeout_ms,
+                flow::CLIENT_ACK_WINDOW_MS
+            ));
+        }
         let policy = Policy::load(&cfg.policy)
             .map_err(|e| format!("policy {}: {e}", cfg.policy.display()))?;
         Ok(Escalator {
@@ -573,5 +582,18 @@ impl Plugin for Escalator {
         } else {
             Decision::ContinueWith(actions)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_timeout_beyond_the_clients_ack_window_is_refused() {
+        let err = Escalator::create("policy = \"unused.toml\"\nanswer_timeout_ms = 32000")
+            .err()
+            .expect("refused");
+        assert!(err.contains("ACK window"), "{err}");
     }
 }

@@ -736,3 +736,21 @@ fn glare_every_time_ends_in_491_after_the_last_retry() {
     ));
     assert_eq!(kinds(&a), ["notify 491 Whatever"]);
 }
+
+#[test]
+fn a_challenge_to_the_conference_invite_restores_the_client_and_tells_it_403() {
+    for (status, label) in [
+        (401, "conference-challenged-401"),
+        (407, "conference-challenged-407"),
+    ] {
+        let mut t = counter();
+        let (mut flow, conf) = pending_conference(&mut t);
+        let (a, o) = answer(&mut flow, conf, 20, status, None, &mut t);
+        assert!(matches!(o, Some(Outcome::Failed { label: l, .. }) if l == label));
+        assert_eq!(
+            kinds(&a),
+            ["ACK with body", "notify 403 Forbidden"],
+            "the client cannot answer a challenge it never saw"
+        );
+    }
+}
