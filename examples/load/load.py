@@ -12,6 +12,8 @@ transaction-stateful proxy (kamailio.cfg), measured in the same run.
   (latency) --generator sipp|loadgen|both: SIPp's bursts, or escalator-loadgen's
             paced calls (--arrivals poisson|even); both by default
   python3 examples/load/load.py --check 6000 --repeat 3   # pass/fail at one fixed rate
+  python3 examples/load/load.py --escalation-core 200 --repeat 2   # escalations, both
+            parties behind the host, through Kamailio
   python3 examples/load/load.py --core 3000 --repeat 3   # through Kamailio as the core
             (examples/core/kamailio.cfg): the UAS registered at Kamailio, and the
             hairpin (the UAS registered through the host), beside the direct path
@@ -436,11 +438,14 @@ def fixed_rate(rate, repeat, transport):
         print(f"{transport} {name}: passed {sum(runs)} of {len(runs)} runs at {rate}/s")
 
 
-def start_core_proxy(trust_contact):
+def start_core_proxy(trust_contact, focus=None):
     """Kamailio as the operator core (record-routing proxy and registrar);
-    `trust_contact`: REGISTER Contacts saved as given, not by source."""
+    `trust_contact`: REGISTER Contacts saved as given, not by source;
+    `focus`: where the conference factory is routed (ip:port)."""
     k_port = port()
     extra = ["-A", "TRUST_CONTACT"] if trust_contact else []
+    if focus:
+        extra += ["-A", f'FOCUS="sip:{focus}"']
     p = spawn(["kamailio", "-DD", "-E", "-f", os.path.join(ROOT, "examples", "core", "kamailio.cfg"),
                "-l", f"udp:{KAM}:{k_port}", "-n", "4", "-m", "512", "-M", "32", "-b", "4194304", *extra])
     time.sleep(1.5)
@@ -588,6 +593,42 @@ def memory(calls):
     return per_call
 
 
+def escalation_through_core(rate, repeat):
+    """Escalations where both parties are behind the host: SIPp's legacy
+    client (alice) → host → Kamailio → host → SIPp's UAS (bob, registered
+    through the host); alice REFERs, and the conference INVITE leaves the
+    host for Kamailio, which routes the factory to the same UAS as the
+    focus. The focus answers without inviting anyone, so bob's 1-to-1 legs
+    are hung up by the plugin after its stale-leg wait (30 s); the calls
+    counted are alice's, each a 1-to-1 set up through the core, an
+    escalation and a BYE to the focus."""
+    uas, uas_port = start_uas("udp")
+    core, core_addr = start_core_proxy(trust_contact=False, focus=f"{CORE}:{uas_port}")
+    k_ip, k_port = core_addr.split(":")
+    host, addr = start_escalator("udp", int(k_port), plugin=True, core_ip=k_ip)
+    if not register(addr, CORE, uas_port, user="bob"):
+        print("REGISTER of bob through the host failed", flush=True)
+    results = []
+    programs = {"host": host, "uas": uas, "kamailio": core}
+    for _ in range(repeat):
+        n = max(300, rate * 3)
+        cpu0, drops0 = cpu_seconds(programs), udp_drops()
+        ok, failed, elapsed, retransmissions = run_uac(addr, "udp", rate, n,
+                                                       scenario=os.path.join(HERE, "legacy-uac.xml"))
+        cpu, drops = cpu_seconds(programs), udp_drops()
+        passed = failed == 0 and ok == n and retransmissions == 0
+        results.append(passed)
+        used = ", ".join(f"{k} {cpu[k] - cpu0[k]:.1f}" for k in programs)
+        lost = {a: c - drops0.get(a, 0) for a, c in drops.items() if c > drops0.get(a, 0)}
+        print(f"escalation, both behind the host, through Kamailio: {n} calls at {rate}/s: "
+              f"{ok} successful, {failed} failed, {retransmissions} retransmissions, {elapsed:.1f} s: "
+              f"{'pass' if passed else 'FAIL'}", flush=True)
+        print(f"  CPU seconds: {used}; socket drops: {lost or 'none'}", flush=True)
+    for p in programs.values():
+        stop(p)
+    print(f"escalation through the core: passed {sum(results)} of {len(results)} runs at {rate}/s")
+
+
 def escalation_load(calls):
     """Every call escalates: uac = legacy client doing REFER, uas = core (bob and the focus)."""
     uas, uas_port = start_uas("udp")
@@ -610,6 +651,9 @@ def main():
     ap.add_argument("--transport", action="append", choices=["udp", "tcp"])
     ap.add_argument("--memory", action="append", type=int, metavar="CALLS")
     ap.add_argument("--escalation", type=int, metavar="CALLS")
+    ap.add_argument("--escalation-core", type=int, metavar="RATE",
+                    help="only escalations with both parties behind the host, through Kamailio, "
+                         "at this rate, --repeat times")
     ap.add_argument("--pin", action="store_true",
                     help="latency runs: the target alone on CPU 1, SIPp and tshark on CPU 0")
     ap.add_argument("--latency", type=int, metavar="RATE",
@@ -656,6 +700,8 @@ def main():
             latency_only(args.latency)
         elif args.core:
             through_core(args.core, args.repeat)
+        elif args.escalation_core:
+            escalation_through_core(args.escalation_core, args.repeat)
         elif args.check:
             for transport in args.transport or ["udp"]:
                 fixed_rate(args.check, args.repeat, transport)
