@@ -754,3 +754,61 @@ fn a_challenge_to_the_conference_invite_restores_the_client_and_tells_it_403() {
         );
     }
 }
+
+#[test]
+fn reuse_offer_peer_bye_while_the_client_is_re_anchored_is_absorbed() {
+    let mut t = counter();
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::ReuseOffer, true, 1, 10), &mut t);
+    let (a, _) = answer(
+        &mut flow,
+        token_of(&a, "CREATE"),
+        20,
+        200,
+        Some(CONF),
+        &mut t,
+    );
+    let reanchor = token_of(&a, "INVITE");
+    let (a, o, taken) = flow.on_peer_bye(77, &mut t);
+    assert!(
+        taken,
+        "between the conference's 200 and the client's answer"
+    );
+    assert_eq!(o, None);
+    assert_eq!(kinds(&a), ["respond 200", "release 11 bye=false"]);
+    let (a, o) = answer(&mut flow, reanchor, 10, 200, Some(OFFER), &mut t);
+    assert_eq!(o, Some(Outcome::Escalated));
+    assert_eq!(kinds(&a), ["pair 10 20", "notify 200 OK"]);
+}
+
+#[test]
+fn reuse_offer_client_bye_while_re_anchoring_hangs_up_the_conference() {
+    let mut t = counter();
+    let (mut flow, a, _) = Flow::start(setup(MediaMode::ReuseOffer, true, 1, 10), &mut t);
+    answer(
+        &mut flow,
+        token_of(&a, "CREATE"),
+        20,
+        200,
+        Some(CONF),
+        &mut t,
+    );
+    let (a, o, taken) = flow.on_client_bye(77);
+    assert!(taken);
+    assert!(matches!(
+        o,
+        Some(Outcome::Failed {
+            label: "client-left",
+            ..
+        })
+    ));
+    assert_eq!(
+        kinds(&a),
+        [
+            "respond 200",
+            "release 10 bye=false",
+            "release 11 bye=true",
+            "release 20 bye=true"
+        ]
+    );
+    assert!(flow.is_done());
+}
