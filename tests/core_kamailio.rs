@@ -439,12 +439,32 @@ async fn multi_target_escalation_through_a_record_routing_core() -> R {
     .await
 }
 
-async fn escalate_through_the_core(
+/// An escalation under way through Kamailio: the 1-to-1 between alice
+/// (legacy, behind the host) and bob, the invitees registered at the core,
+/// the focus serving in a task, and alice's REFER answered up to her fresh
+/// offer.
+struct Escalating {
+    core: Kamailio,
+    host: HostHandle,
+    host_addr: SocketAddr,
+    ladder: Ladder,
+    alice: TestUa,
+    bob: TestUa,
+    /// alice's and bob's dialogs of the 1-to-1.
+    a: UaDialog,
+    b: UaDialog,
+    bob_next: SocketAddr,
+    others: Vec<TestUa>,
+    targets: Vec<String>,
+    conference: tokio::task::JoinHandle<anyhow::Result<focus::Conference>>,
+}
+
+async fn escalation_started(
     invitees: &[&str],
     bob_at: Bob,
     bob_capable: bool,
     answer: AnswerCreator,
-) -> R {
+) -> anyhow::Result<Escalating> {
     let ladder = Ladder::default();
     let mut focus = TestUa::bind("focus", Proto::Udp, addr("127.0.0.7:0"), ladder.clone()).await?;
     focus.absorb_retransmissions = true;
@@ -489,7 +509,7 @@ async fn escalate_through_the_core(
         &a.request(&alice, "INVITE", Some(("application/sdp", SDP_OFFER))),
     );
     let (inv, via) = bob.expect_request("INVITE").await?;
-    let mut b = bob.accept_dialog(&inv, via);
+    let b = bob.accept_dialog(&inv, via);
     let mut ok = bob.reply(
         &inv,
         200,
@@ -544,23 +564,43 @@ async fn escalate_through_the_core(
             Some(("application/sdp", FRESH_OFFER)),
         ),
     );
+    Ok(Escalating {
+        core,
+        host,
+        host_addr,
+        ladder,
+        alice,
+        bob,
+        a,
+        b,
+        bob_next,
+        others,
+        targets,
+        conference,
+    })
+}
 
-    // The focus invites bob with a Replaces naming the 1-to-1. A capable
-    // bob receives it naming his own dialog (RFC 3891 §3: to-tag = bob's
-    // tag, from-tag = the host's), accepts and ends the old dialog; a
-    // legacy bob behind the host sees a re-INVITE in his dialog instead.
-    // Either way alice hears nothing.
+/// The focus invites bob with a Replaces naming the 1-to-1. A capable bob
+/// receives it naming his own dialog (RFC 3891 §3: to-tag = bob's tag,
+/// from-tag = the host's), accepts and ends the old dialog; a legacy bob
+/// behind the host sees a re-INVITE in his dialog instead. Returns bob's
+/// dialog with the focus.
+async fn bob_joins(e: &mut Escalating, bob_capable: bool) -> anyhow::Result<UaDialog> {
+    let Escalating {
+        ladder,
+        bob,
+        b,
+        bob_next,
+        ..
+    } = e;
     let (join, from) = match bob.expect_request("INVITE").await {
         Ok(x) => x,
-        Err(e) => {
-            eprintln!("{}", escalator_testkit::ua::render_ladder(&ladder));
-            if conference.is_finished() {
-                eprintln!("focus: {:?}", conference.await?.err());
-            }
-            return Err(e.into());
+        Err(err) => {
+            eprintln!("{}", escalator_testkit::ua::render_ladder(ladder));
+            return Err(err.into());
         }
     };
-    let mut bf = if bob_capable {
+    let bf = if bob_capable {
         let replaces = join.header("Replaces").unwrap_or_default().to_string();
         assert_eq!(
             replaces_fields(&replaces),
@@ -582,7 +622,7 @@ async fn escalate_through_the_core(
             ),
         );
         bob.expect_request("ACK").await?;
-        bob.send(bob_next, &b.request(&bob, "BYE", None));
+        bob.send(*bob_next, &b.request(bob, "BYE", None));
         bob.expect_response(200).await?;
         bf
     } else {
@@ -603,22 +643,35 @@ async fn escalate_through_the_core(
             ),
         );
         bob.expect_request("ACK").await?;
-        b
+        b.clone()
     };
+    Ok(bf)
+}
+
+async fn escalate_through_the_core(
+    invitees: &[&str],
+    bob_at: Bob,
+    bob_capable: bool,
+    answer: AnswerCreator,
+) -> R {
+    let mut e = escalation_started(invitees, bob_at, bob_capable, answer).await?;
+    let mut bf = bob_joins(&mut e, bob_capable).await?;
+    let Escalating {
+        core: _running,
+        host,
+        host_addr,
+        ladder,
+        mut alice,
+        mut bob,
+        mut a,
+        bob_next,
+        mut others,
+        targets,
+        conference,
+        ..
+    } = e;
     for ua in &mut others {
-        let (inv, from) = ua.expect_request("INVITE").await?;
-        assert_eq!(inv.header("Replaces"), None, "only bob's entry replaces");
-        let d = ua.accept_dialog(&inv, from);
-        ua.send(
-            from,
-            &ua.reply(
-                &inv,
-                200,
-                &d.local_tag,
-                Some(("application/sdp", SDP_ANSWER)),
-            ),
-        );
-        ua.expect_request("ACK").await?;
+        joins(ua).await?;
     }
 
     // The focus answered (before or after inviting): alice is re-anchored
@@ -652,12 +705,7 @@ async fn escalate_through_the_core(
     expected.extend(targets.iter().map(|t| (t.clone(), 200)));
     expected.sort();
     assert_eq!(invited, expected, "bob and the invitees, all joined");
-    let bob_at_focus = members
-        .iter()
-        .find(|(e, ..)| e.uri == "sip:bob@example.com")
-        .and_then(|(_, _, d)| d.as_ref())
-        .map(|d| d.local_tag.clone())
-        .unwrap_or_default();
+    let bob_at_focus = focus_tag_with(&members, "sip:bob@example.com");
 
     // alice's chat now leads to the focus, through the core; so does bob's.
     alice.send(
@@ -681,11 +729,136 @@ async fn escalate_through_the_core(
     let (bye, from) = focus.expect_request("BYE").await?;
     focus.send(from, &focus.reply(&bye, 200, &f.local_tag, None));
     alice.expect_response(200).await?;
-    bob.send(bob_next, &bf.request(&bob, "BYE", None));
-    let (bye, from) = focus.expect_request("BYE").await?;
-    focus.send(from, &focus.reply(&bye, 200, &bob_at_focus, None));
-    bob.expect_response(200).await?;
+    bob_leaves_the_focus((&mut bob, &mut bf, bob_next), &mut focus, &bob_at_focus).await?;
     no_call_left(host, &ladder).await
+}
+
+/// The focus invites bob first (bob leaves the 1-to-1 for it), then
+/// cannot make the conference and refuses alice's INVITE with 480 (not
+/// 503: a proxy turns that into 500): there is no 1-to-1 to go back to, so
+/// alice's fresh offer is answered with bob's old SDP, she is told 480,
+/// then hung up. Nothing is left on the host once bob leaves the focus too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_failing_after_bob_left_tells_alice_and_hangs_her_up() -> R {
+    let mut e = escalation_started(
+        &["carol"],
+        Bob::BehindTheHost,
+        true,
+        AnswerCreator::RefuseAfterInviting(480),
+    )
+    .await?;
+    let mut bf = bob_joins(&mut e, true).await?;
+    let Escalating {
+        core: _running,
+        host,
+        host_addr,
+        ladder,
+        mut alice,
+        mut bob,
+        a,
+        bob_next,
+        mut others,
+        conference,
+        ..
+    } = e;
+    joins(&mut others[0]).await?;
+
+    let (ack, _) = alice.expect_request("ACK").await?;
+    assert_eq!(&ack.body[..], SDP_ANSWER.as_bytes(), "bob's last answer");
+    let (n, _) = alice.expect_request("NOTIFY").await?;
+    assert!(String::from_utf8_lossy(&n.body).contains("480"), "told why");
+    alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
+    let (bye, from) = alice.expect_request("BYE").await?;
+    alice.send(from, &alice.reply(&bye, 200, &a.local_tag, None));
+
+    let focus::Conference {
+        ua: mut focus,
+        members,
+        ..
+    } = conference.await??;
+    let bob_at_focus = focus_tag_with(&members, "sip:bob@example.com");
+    bob_leaves_the_focus((&mut bob, &mut bf, bob_next), &mut focus, &bob_at_focus).await?;
+    no_call_left(host, &ladder).await
+}
+
+/// alice hangs up while the conference rings (the focus answered 180 and
+/// holds): her 200 to the offerless re-INVITE is ACKed, her BYE answered,
+/// bob (behind the host) gets a BYE for the 1-to-1 through the core, and
+/// the focus a CANCEL; nothing is left on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alice_hanging_up_while_the_conference_rings_ends_every_leg_through_the_core() -> R {
+    let e = escalation_started(
+        &["carol"],
+        Bob::BehindTheHost,
+        true,
+        AnswerCreator::RingUntilCancelled,
+    )
+    .await?;
+    let Escalating {
+        core: _running,
+        host,
+        host_addr,
+        ladder,
+        mut alice,
+        mut bob,
+        mut a,
+        b,
+        conference,
+        ..
+    } = e;
+    // Give the 180 time to reach the host first: no CANCEL before it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    alice.send(host_addr, &a.request(&alice, "BYE", None));
+    let (ack, _) = alice.expect_request("ACK").await?;
+    assert_eq!(ack.call_id(), Some(a.call_id.as_str()));
+    alice.expect_response(200).await?;
+    let (bye, from) = bob.expect_request("BYE").await?;
+    assert_eq!(bye.call_id(), Some(b.call_id.as_str()), "the 1-to-1 ends");
+    bob.send(from, &bob.reply(&bye, 200, &b.local_tag, None));
+    let done = conference.await??;
+    assert!(done.members.is_empty(), "cancelled before inviting anyone");
+    no_call_left(host, &ladder).await
+}
+
+/// `ua` accepts the focus's INVITE (200 with an answer) and gets its ACK.
+async fn joins(ua: &mut TestUa) -> R {
+    let (inv, from) = ua.expect_request("INVITE").await?;
+    assert_eq!(inv.header("Replaces"), None, "only bob's entry replaces");
+    let d = ua.accept_dialog(&inv, from);
+    ua.send(
+        from,
+        &ua.reply(
+            &inv,
+            200,
+            &d.local_tag,
+            Some(("application/sdp", SDP_ANSWER)),
+        ),
+    );
+    ua.expect_request("ACK").await?;
+    Ok(())
+}
+
+/// The focus's tag in its dialog with `uri`.
+fn focus_tag_with(members: &[(focus::Entry, u16, Option<UaDialog>)], uri: &str) -> String {
+    members
+        .iter()
+        .find(|(e, ..)| e.uri == uri)
+        .and_then(|(_, _, d)| d.as_ref())
+        .map(|d| d.local_tag.clone())
+        .unwrap_or_default()
+}
+
+/// bob hangs up on the focus (`tag`: the focus's tag in that dialog).
+async fn bob_leaves_the_focus(
+    (bob, bf, bob_next): (&mut TestUa, &mut UaDialog, SocketAddr),
+    focus: &mut TestUa,
+    tag: &str,
+) -> R {
+    bob.send(bob_next, &bf.request(bob, "BYE", None));
+    let (bye, from) = focus.expect_request("BYE").await?;
+    focus.send(from, &focus.reply(&bye, 200, tag, None));
+    bob.expect_response(200).await?;
+    Ok(())
 }
 
 /// A Replaces value's Call-ID, to-tag and from-tag.

@@ -560,10 +560,11 @@ def rss_kib(pid):
     return 0
 
 
-def memory(calls):
-    """Resident memory of the host holding `calls` established idle calls."""
+def memory(calls, binary=None):
+    """Resident memory of the host (`binary`, default the measured one)
+    holding `calls` established idle calls."""
     uas, uas_port = start_uas("udp")
-    host, addr = start_escalator("udp", uas_port)
+    host, addr = start_escalator("udp", uas_port, binary=binary)
     base = rss_kib(host.pid)
     stats = os.path.join(WORK, f"mem-{calls}.csv")
     rate = 2000
@@ -586,8 +587,8 @@ def memory(calls):
     time.sleep(35)
     used = rss_kib(host.pid)
     per_call = (used - base) * 1024 / max(1, calls)
-    print(f"memory: {calls} established calls (SIPp says {current}): host RSS {base} KiB idle -> "
-          f"{used} KiB, {per_call:.0f} bytes per call", flush=True)
+    print(f"memory{' (baseline)' if binary else ''}: {calls} established calls (SIPp says {current}): "
+          f"host RSS {base} KiB idle -> {used} KiB, {per_call:.0f} bytes per call", flush=True)
     for p in (uac, host, uas):
         stop(p)
     return per_call
@@ -694,6 +695,8 @@ def main():
         if args.memory:
             for n in args.memory:
                 memory(n)
+                if BASELINE:
+                    memory(n, binary=BASELINE)
         elif args.escalation:
             escalation_load(args.escalation)
         elif args.latency:

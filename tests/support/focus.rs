@@ -22,6 +22,12 @@ pub enum AnswerCreator {
     BeforeInviting,
     /// 100 Trying, the participants are invited, then 200.
     AfterInviting,
+    /// 100 Trying, the participants are invited, then the creator is
+    /// refused with this status (the conference could not be made).
+    RefuseAfterInviting(u16),
+    /// 180 Ringing and nothing more until a CANCEL (200, then 487 to the
+    /// INVITE); nobody is invited.
+    RingUntilCancelled,
 }
 
 /// One resource-list entry: its URI without headers, and the headers its
@@ -52,12 +58,33 @@ pub async fn serve(
     let entries = list_entries(&invite)?;
     let creator = ua.accept_dialog(&invite, from);
     ua.send(from, &ua.reply(&invite, 100, &creator.local_tag, None));
+    if answer == AnswerCreator::RingUntilCancelled {
+        ua.send(from, &ua.reply(&invite, 180, &creator.local_tag, None));
+        let (cancel, cancel_from) = ua.expect_request("CANCEL").await?;
+        ua.send(
+            cancel_from,
+            &ua.reply(&cancel, 200, &creator.local_tag, None),
+        );
+        ua.send(from, &ua.reply(&invite, 487, &creator.local_tag, None));
+        ua.expect_request("ACK").await?;
+        return Ok(Conference {
+            ua,
+            invite,
+            creator,
+            members: Vec::new(),
+        });
+    }
     if answer == AnswerCreator::BeforeInviting {
         answer_creator(&mut ua, &invite, from, &creator).await?;
     }
     let members = invite_members(&mut ua, core, entries).await?;
-    if answer == AnswerCreator::AfterInviting {
-        answer_creator(&mut ua, &invite, from, &creator).await?;
+    match answer {
+        AnswerCreator::AfterInviting => answer_creator(&mut ua, &invite, from, &creator).await?,
+        AnswerCreator::RefuseAfterInviting(status) => {
+            ua.send(from, &ua.reply(&invite, status, &creator.local_tag, None));
+            ua.expect_request("ACK").await?;
+        }
+        _ => {}
     }
     Ok(Conference {
         ua,
