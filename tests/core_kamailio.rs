@@ -228,13 +228,19 @@ async fn session(proto: Proto, bob_at: Bob, caller: Caller) -> R {
     message(y, x, "hello back").await?;
 
     // BYE from the callee.
-    let bye = dlg(&mut y.dialog)?.request(y.ua, "BYE", None);
-    y.ua.send(y.next_hop, &bye);
-    let (bye, from) = x.ua.expect_request("BYE").await?;
-    let tag = dlg(&mut x.dialog)?.local_tag.clone();
-    x.ua.send(from, &x.ua.reply(&bye, 200, &tag, None));
-    y.ua.expect_response(200).await?;
+    hang_up(y, x).await?;
     no_call_left(host, &ladder).await
+}
+
+/// `x` hangs up on `y`: BYE, 200.
+async fn hang_up(x: &mut Side<'_>, y: &mut Side<'_>) -> R {
+    let bye = dlg(&mut x.dialog)?.request(x.ua, "BYE", None);
+    x.ua.send(x.next_hop, &bye);
+    let (bye, from) = y.ua.expect_request("BYE").await?;
+    let tag = dlg(&mut y.dialog)?.local_tag.clone();
+    y.ua.send(from, &y.ua.reply(&bye, 200, &tag, None));
+    x.ua.expect_response(200).await?;
+    Ok(())
 }
 
 /// `x` re-INVITEs `y` in their dialog; 200, ACK.
@@ -468,6 +474,8 @@ async fn escalation_started(
     let ladder = Ladder::default();
     let mut focus = TestUa::bind("focus", Proto::Udp, addr("127.0.0.7:0"), ladder.clone()).await?;
     focus.absorb_retransmissions = true;
+    // Outlives the plugin's answer timeout (5 s), for the cells that wait for it.
+    focus.default_timeout = std::time::Duration::from_secs(10);
     let Scene {
         core,
         host,
@@ -818,6 +826,97 @@ async fn alice_hanging_up_while_the_conference_rings_ends_every_leg_through_the_
     let done = conference.await??;
     assert!(done.members.is_empty(), "cancelled before inviting anyone");
     no_call_left(host, &ladder).await
+}
+
+/// The focus refuses at once: alice's fresh offer is answered with bob's
+/// SDP, she is told the status, and the 1-to-1 through the core goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_conference_leaves_the_one_to_one_through_the_core() -> R {
+    rolled_back_through_the_core(486, "486").await
+}
+
+/// A challenge to the conference INVITE (the client cannot answer it):
+/// alice is told 403, the 1-to-1 goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenged_conference_is_reported_403_and_the_one_to_one_stays() -> R {
+    rolled_back_through_the_core(407, "403 Forbidden").await
+}
+
+async fn rolled_back_through_the_core(status: u16, told: &str) -> R {
+    let e = escalation_started(
+        &["carol"],
+        Bob::BehindTheHost,
+        true,
+        AnswerCreator::RefuseAtOnce(status),
+    )
+    .await?;
+    let Escalating {
+        core: _running,
+        host,
+        host_addr,
+        ladder,
+        mut alice,
+        mut bob,
+        a,
+        b,
+        bob_next,
+        conference,
+        ..
+    } = e;
+    let (ack, _) = alice.expect_request("ACK").await?;
+    assert_eq!(&ack.body[..], SDP_ANSWER.as_bytes(), "media stays with bob");
+    let (n, _) = alice.expect_request("NOTIFY").await?;
+    let frag = String::from_utf8_lossy(&n.body).to_string();
+    assert!(frag.contains(told), "{frag}");
+    alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
+    conference.await??;
+    let mut x = Side {
+        ua: &mut alice,
+        next_hop: host_addr,
+        dialog: Some(a),
+    };
+    let mut y = Side {
+        ua: &mut bob,
+        next_hop: bob_next,
+        dialog: Some(b),
+    };
+    message(&mut x, &mut y, "still there?").await?;
+    message(&mut y, &mut x, "yes").await?;
+    hang_up(&mut x, &mut y).await?;
+    no_call_left(host, &ladder).await
+}
+
+/// bob hangs up (a plain BYE, no Replaces) while the conference rings: the
+/// BYE is answered and not relayed. The conference never answers, so at
+/// the plugin's answer timeout (5 s here) it is cancelled; alice's pending
+/// 200 is ACKed with bob's last SDP, she is told 408 and, the 1-to-1 being
+/// gone, hung up. Nothing is left on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bob_hanging_up_while_the_conference_rings_ends_with_alice_told() -> R {
+    let mut e = escalation_started(
+        &["carol"],
+        Bob::BehindTheHost,
+        true,
+        AnswerCreator::RingUntilCancelled,
+    )
+    .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let bye = e.b.request(&e.bob, "BYE", None);
+    e.bob.send(e.bob_next, &bye);
+    e.bob.expect_response(200).await?;
+    e.alice.default_timeout = std::time::Duration::from_secs(10);
+    let (ack, _) = e.alice.expect_request("ACK").await?;
+    assert_eq!(&ack.body[..], SDP_ANSWER.as_bytes());
+    let (n, _) = e.alice.expect_request("NOTIFY").await?;
+    let frag = String::from_utf8_lossy(&n.body).to_string();
+    assert!(frag.contains("408"), "{frag}");
+    e.alice
+        .send(e.host_addr, &e.alice.reply(&n, 200, &e.a.local_tag, None));
+    let (bye, from) = e.alice.expect_request("BYE").await?;
+    e.alice
+        .send(from, &e.alice.reply(&bye, 200, &e.a.local_tag, None));
+    (&mut e.conference).await??;
+    no_call_left(e.host, &e.ladder).await
 }
 
 /// `ua` accepts the focus's INVITE (200 with an answer) and gets its ACK.

@@ -25,6 +25,8 @@ pub enum AnswerCreator {
     /// 100 Trying, the participants are invited, then the creator is
     /// refused with this status (the conference could not be made).
     RefuseAfterInviting(u16),
+    /// This final status at once (after 100 Trying); nobody is invited.
+    RefuseAtOnce(u16),
     /// 180 Ringing and nothing more until a CANCEL (200, then 487 to the
     /// INVITE); nobody is invited.
     RingUntilCancelled,
@@ -58,40 +60,55 @@ pub async fn serve(
     let entries = list_entries(&invite)?;
     let creator = ua.accept_dialog(&invite, from);
     ua.send(from, &ua.reply(&invite, 100, &creator.local_tag, None));
-    if answer == AnswerCreator::RingUntilCancelled {
-        ua.send(from, &ua.reply(&invite, 180, &creator.local_tag, None));
-        let (cancel, cancel_from) = ua.expect_request("CANCEL").await?;
-        ua.send(
-            cancel_from,
-            &ua.reply(&cancel, 200, &creator.local_tag, None),
-        );
-        ua.send(from, &ua.reply(&invite, 487, &creator.local_tag, None));
-        ua.expect_request("ACK").await?;
-        return Ok(Conference {
-            ua,
-            invite,
-            creator,
-            members: Vec::new(),
-        });
-    }
-    if answer == AnswerCreator::BeforeInviting {
-        answer_creator(&mut ua, &invite, from, &creator).await?;
-    }
-    let members = invite_members(&mut ua, core, entries).await?;
-    match answer {
-        AnswerCreator::AfterInviting => answer_creator(&mut ua, &invite, from, &creator).await?,
-        AnswerCreator::RefuseAfterInviting(status) => {
-            ua.send(from, &ua.reply(&invite, status, &creator.local_tag, None));
-            ua.expect_request("ACK").await?;
+    let members = match answer {
+        AnswerCreator::RefuseAtOnce(status) => {
+            refuse_creator(&mut ua, &invite, from, &creator, status).await?;
+            Vec::new()
         }
-        _ => {}
-    }
+        AnswerCreator::RingUntilCancelled => {
+            ua.send(from, &ua.reply(&invite, 180, &creator.local_tag, None));
+            let (cancel, cancel_from) = ua.expect_request("CANCEL").await?;
+            ua.send(
+                cancel_from,
+                &ua.reply(&cancel, 200, &creator.local_tag, None),
+            );
+            refuse_creator(&mut ua, &invite, from, &creator, 487).await?;
+            Vec::new()
+        }
+        AnswerCreator::BeforeInviting => {
+            answer_creator(&mut ua, &invite, from, &creator).await?;
+            invite_members(&mut ua, core, entries).await?
+        }
+        AnswerCreator::AfterInviting => {
+            let members = invite_members(&mut ua, core, entries).await?;
+            answer_creator(&mut ua, &invite, from, &creator).await?;
+            members
+        }
+        AnswerCreator::RefuseAfterInviting(status) => {
+            let members = invite_members(&mut ua, core, entries).await?;
+            refuse_creator(&mut ua, &invite, from, &creator, status).await?;
+            members
+        }
+    };
     Ok(Conference {
         ua,
         invite,
         creator,
         members,
     })
+}
+
+/// A final failure to the creator's INVITE, and its ACK.
+async fn refuse_creator(
+    ua: &mut TestUa,
+    invite: &SipMessage,
+    from: SocketAddr,
+    creator: &UaDialog,
+    status: u16,
+) -> anyhow::Result<()> {
+    ua.send(from, &ua.reply(invite, status, &creator.local_tag, None));
+    ua.expect_request("ACK").await?;
+    Ok(())
 }
 
 async fn answer_creator(
