@@ -832,24 +832,35 @@ async fn alice_hanging_up_while_the_conference_rings_ends_every_leg_through_the_
 /// SDP, she is told the status, and the 1-to-1 through the core goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_conference_leaves_the_one_to_one_through_the_core() -> R {
-    rolled_back_through_the_core(486, "486").await
+    let refused = AnswerCreator::RefuseAtOnce(486);
+    rolled_back_through_the_core(refused, "486", Bob::BehindTheHost).await?;
+    rolled_back_through_the_core(refused, "486", Bob::AtTheCore).await
 }
 
 /// A challenge to the conference INVITE (the client cannot answer it):
 /// alice is told 403, the 1-to-1 goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_challenged_conference_is_reported_403_and_the_one_to_one_stays() -> R {
-    rolled_back_through_the_core(407, "403 Forbidden").await
+    let challenged = AnswerCreator::RefuseAtOnce(407);
+    rolled_back_through_the_core(challenged, "403 Forbidden", Bob::BehindTheHost).await?;
+    rolled_back_through_the_core(challenged, "403 Forbidden", Bob::AtTheCore).await
 }
 
-async fn rolled_back_through_the_core(status: u16, told: &str) -> R {
-    let e = escalation_started(
-        &["carol"],
+/// The conference never answers (100 Trying is all the host hears): at the plugin's answer timeout (5 s here) it is cancelled,
+/// alice's pending 200 is ACKed with bob's SDP, she is told 408, and the
+/// 1-to-1 goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_that_never_answers_is_cancelled_and_the_one_to_one_stays() -> R {
+    rolled_back_through_the_core(
+        AnswerCreator::SilentUntilCancelled,
+        "408",
         Bob::BehindTheHost,
-        true,
-        AnswerCreator::RefuseAtOnce(status),
     )
-    .await?;
+    .await
+}
+
+async fn rolled_back_through_the_core(answer: AnswerCreator, told: &str, bob_at: Bob) -> R {
+    let e = escalation_started(&["carol"], bob_at, true, answer).await?;
     let Escalating {
         core: _running,
         host,
@@ -863,6 +874,7 @@ async fn rolled_back_through_the_core(status: u16, told: &str) -> R {
         conference,
         ..
     } = e;
+    alice.default_timeout = std::time::Duration::from_secs(10);
     let (ack, _) = alice.expect_request("ACK").await?;
     assert_eq!(&ack.body[..], SDP_ANSWER.as_bytes(), "media stays with bob");
     let (n, _) = alice.expect_request("NOTIFY").await?;

@@ -30,6 +30,11 @@ pub enum AnswerCreator {
     /// 180 Ringing and nothing more until a CANCEL (200, then 487 to the
     /// INVITE); nobody is invited.
     RingUntilCancelled,
+    /// As [`AnswerCreator::RingUntilCancelled`] without the 180: 100 Trying
+    /// only (which a proxy absorbs; the host sees the proxy's own 100).
+    /// Without any provisional from the focus, Kamailio would hold a CANCEL
+    /// until its own timer (tm's `cancel_b_method`).
+    SilentUntilCancelled,
 }
 
 /// One resource-list entry: its URI without headers, and the headers its
@@ -65,8 +70,10 @@ pub async fn serve(
             refuse_creator(&mut ua, &invite, from, &creator, status).await?;
             Vec::new()
         }
-        AnswerCreator::RingUntilCancelled => {
-            ua.send(from, &ua.reply(&invite, 180, &creator.local_tag, None));
+        AnswerCreator::RingUntilCancelled | AnswerCreator::SilentUntilCancelled => {
+            if answer == AnswerCreator::RingUntilCancelled {
+                ua.send(from, &ua.reply(&invite, 180, &creator.local_tag, None));
+            }
             let (cancel, cancel_from) = ua.expect_request("CANCEL").await?;
             ua.send(
                 cancel_from,
