@@ -315,3 +315,37 @@ async fn replaces_that_cannot_be_honoured_are_refused() {
 fn unproxied_reply(req: &SipMessage, status: u16) -> SipMessage {
     reply(req, status, "h-33", CORE)
 }
+
+/// A focus INVITE without an offer (RFC 3725 style): the legacy client
+/// gets an offerless re-INVITE, its 200 carries the offer to the focus,
+/// and the focus's ACK brings the answer back to it.
+#[tokio::test(start_paused = true)]
+async fn an_offerless_replacing_invite_becomes_an_offerless_re_invite() {
+    let mut rig = Rig::new();
+    let call = bob_called(&mut rig, false);
+    let mut invite = focus_invite(&call);
+    invite.remove_header("Content-Type");
+    invite.set_body(Bytes::new());
+    rig.core_sends(&invite);
+    let reinvite = one(&rig.sent(), "re-INVITE to bob", |s| s.is_request("INVITE"));
+    assert!(reinvite.body.is_empty(), "asks bob for an offer");
+    let mut ok = reply(&reinvite, 200, "b-88", BOB);
+    ok.push_header("Content-Type", "application/sdp");
+    ok.set_body(Bytes::from_static(BOB_SDP));
+    rig.bob_sends(&ok);
+    let sent = rig.sent();
+    assert_eq!(lines(&sent), ["200/INVITE→core", "BYE→core"]);
+    let to_focus = sent[0].msg.clone();
+    assert_eq!(&to_focus.body[..], BOB_SDP, "bob's offer");
+    rig.core_sends(&unproxied_reply(&sent[1].msg, 200));
+    let mut ack = ack_from_core(
+        "f1@focus",
+        "<sip:conference@example.com>;tag=f-1",
+        &to_focus.to_tag().unwrap_or_default(),
+    );
+    ack.push_header("Content-Type", "application/sdp");
+    ack.set_body(Bytes::from_static(FOCUS_SDP));
+    rig.core_sends(&ack);
+    let at_bob = one(&rig.sent(), "ACK to bob", |s| s.is_request("ACK"));
+    assert_eq!(&at_bob.body[..], FOCUS_SDP, "the focus's answer");
+}
