@@ -393,7 +393,13 @@ async fn refer_notify_and_update_are_relayed_in_dialog() -> R {
     notify.push_header("Subscription-State", "terminated;reason=noresource");
     rig.bob.send(host, &notify);
     let (n, _) = rig.alice.expect_request("NOTIFY").await?;
-    assert_eq!(n.header("Event"), Some("refer"));
+    // bob's NOTIFY named no id (his only subscription); alice gets the id
+    // of her own REFER, its CSeq on her side (RFC 3515 §2.4.6).
+    let alice_refer = refer.cseq().map_or(0, |c| c.0);
+    assert_eq!(
+        n.header("Event"),
+        Some(format!("refer;id={alice_refer}").as_str())
+    );
     assert_eq!(
         n.header("Subscription-State"),
         Some("terminated;reason=noresource")

@@ -82,12 +82,23 @@ async fn messages_of_one_dialog_leave_in_the_order_they_came() -> R {
 }
 
 /// Wire order: bob → host NOTIFY (sipfrag 100) then NOTIFY (sipfrag 200) of
-/// one subscription, pair after pair. alice must receive them as sent.
+/// one subscription (alice's REFER), pair after pair. alice must receive
+/// them as sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_pairs_from_the_core_reach_the_client_in_order() -> R {
     const PAIRS: usize = 250;
     let mut rig = Rig::new(Proto::Udp, Proto::Udp).await;
     let mut call = rig.establish().await?;
+    // The subscription the NOTIFYs belong to: alice's REFER, relayed to bob
+    // (a NOTIFY for no subscription the host relayed is answered 481).
+    let mut refer = call.a.request(&rig.alice, "REFER", None);
+    refer.push_header("Refer-To", "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &refer);
+    let (at_bob, from) = rig.bob.expect_request("REFER").await?;
+    rig.bob
+        .send(from, &rig.bob.reply(&at_bob, 202, &call.b.local_tag, None));
+    rig.alice.expect_response(202).await?;
+    let event = format!("refer;id={}", at_bob.cseq().map_or(0, |c| c.0));
     let mut received = Vec::new();
     let sent: Vec<usize> = (1..=2 * PAIRS).collect();
     for burst in sent.chunks(BURST * 2) {
@@ -100,7 +111,7 @@ async fn notify_pairs_from_the_core_reach_the_client_in_order() -> R {
             let mut notify = call
                 .b
                 .request(&rig.bob, "NOTIFY", Some(("message/sipfrag", frag)));
-            notify.push_header("Event", "refer;id=1");
+            notify.push_header("Event", event.as_str());
             notify.push_header("Subscription-State", "active;expires=60");
             // The sequence rides in a header the host passes through.
             notify.push_header("X-Seq", n.to_string());

@@ -13,22 +13,10 @@
 mod support;
 use support::*;
 
-/// alice's call, confirmed; returns alice and the INVITE as the core got it.
-fn established(rig: &mut Rig) -> (Alice, escalator_host::sip::SipMessage) {
-    let mut alice = Alice::new("glare");
-    let (_, at_core) = invite_through(rig, &mut alice);
-    rig.core_sends(&reply(&at_core, 200, "c1", CORE));
-    let ok = one(&rig.sent(), "200", |s| s.is_response(200, "INVITE"));
-    alice.remote_tag = ok.to_tag();
-    rig.alice_sends(&alice.request("ACK", "ack1"));
-    assert_eq!(lines(&rig.sent()), ["ACK→core"]);
-    (alice, at_core)
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_re_invite_crossing_the_hosts_own_gets_491() {
     let mut rig = Rig::new();
-    let (mut alice, at_core) = established(&mut rig);
+    let (mut alice, at_core) = established_call(&mut rig, "glare");
     rig.alice_sends(&alice.request("INVITE", "re1"));
     let relayed = one(&rig.sent(), "re-INVITE to the core", |s| {
         s.is_request("INVITE")
@@ -49,7 +37,7 @@ async fn a_re_invite_crossing_the_hosts_own_gets_491() {
 #[tokio::test(start_paused = true)]
 async fn a_second_re_invite_before_the_first_is_answered_gets_500_with_retry_after() {
     let mut rig = Rig::new();
-    let (mut alice, _) = established(&mut rig);
+    let (mut alice, _) = established_call(&mut rig, "glare");
     rig.alice_sends(&alice.request("INVITE", "re1"));
     assert_eq!(lines(&rig.sent()), ["100/INVITE→alice", "INVITE→core"]);
     rig.alice_sends(&alice.request("INVITE", "re2"));

@@ -83,6 +83,9 @@ pub struct Leg {
     pub ack: AckState,
     /// UAC legs: the originator cancelled before we could send CANCEL.
     pub cancel_pending: bool,
+    /// Subscriptions relayed out on this leg (their NOTIFYs come back here).
+    #[serde(default)]
+    pub subscriptions: super::subscriptions::RelayedSubscriptions,
 }
 
 impl Leg {
@@ -99,6 +102,7 @@ impl Leg {
             invite_cseq: None,
             ack: AckState::Pending,
             cancel_pending: false,
+            subscriptions: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! | `table.rs` | the transaction table and how messages find their transaction |
 //! | `dialog.rs` | one dialog's state (RFC 3261 §12) and the requests built in it |
 //! | `leg.rs` | a leg: its dialog, its state machine, its INVITE bookkeeping |
+//! | `subscriptions.rs` | subscriptions relayed across legs (REFER, SUBSCRIBE) and their ids on each side |
 //! | `calls.rs` | legs grouped into calls, pairing, the dialog index |
 //! | `mod.rs` | [`Entities`]: input, output, and the commands logic gives |
 //!
@@ -28,6 +29,7 @@ pub mod calls;
 pub mod dialog;
 pub mod ids;
 pub mod leg;
+pub mod subscriptions;
 pub mod table;
 
 use crate::forward::{contact_uri, contact_value, copy_end_to_end, reason, response_to, via_value};

@@ -95,6 +95,9 @@ impl B2bua {
         if let Some(call_id) = self.pinned_legs.remove(&leg) {
             self.settings.pins.unpin(&call_id);
         }
+        if !call_over {
+            self.forget_subscriptions_of(leg, call);
+        }
         if call_over {
             info!(%call, "call ended");
             let set = self.call_plugins.remove(&call);

@@ -10,12 +10,14 @@
 //! | `relay.rs` | new calls, requests relayed in and out of dialogs, responses relayed back |
 //! | `ending.rs` | CANCEL across legs, Timer C, failures, unacknowledged 2xx, released legs |
 //! | `replaces.rs` | INVITEs with Replaces: translated for clients that support it, performed for those that do not |
+//! | `subscriptions.rs` | REFER and SUBSCRIBE relayed across legs: their NOTIFYs mapped back with the subscriber's id, unknown ones 481 |
 //! | `plugins.rs` | plugin hooks, the executor of plugin actions, plugin events |
 
 mod ending;
 mod plugins;
 mod relay;
 mod replaces;
+mod subscriptions;
 
 use crate::entities::ids::{CallRef, ClientTxId, LegId, ServerTxId};
 use crate::entities::{Entities, EntityEvent, EntitySettings};

@@ -221,7 +221,7 @@ impl B2bua {
 
     /// Relay the request of server transaction `sid` as a new request in the
     /// dialog of `leg`.
-    fn forward_on_leg(&mut self, sid: ServerTxId, req: &SipMessage, leg_id: LegId) {
+    pub(super) fn forward_on_leg(&mut self, sid: ServerTxId, req: &SipMessage, leg_id: LegId) {
         let Some(method) = req.request_method() else {
             return;
         };
@@ -332,7 +332,13 @@ impl B2bua {
             e.leg = Some(leg_id);
         }
         debug!(request = %req.summary(), "in-dialog request");
+        if method == Method::Notify {
+            return self.relay_notify(sid, &req, leg_id);
+        }
         match peer {
+            Some(peer) if matches!(method, Method::Refer | Method::Subscribe) => {
+                self.relay_subscribing(sid, &req, &method, leg_id, peer)
+            }
             Some(peer) => {
                 if method == Method::Bye {
                     self.entities.end_leg(leg_id);
@@ -396,6 +402,7 @@ impl B2bua {
             }
         }
         if status >= 200 {
+            self.subscribing_answered(tx, &info, &resp);
             self.replacement_answered(tx, status);
             self.end_call_if_over(info.leg, method.as_ref(), status >= 300);
         }

@@ -292,6 +292,19 @@ pub fn invite_through(rig: &mut Rig, alice: &mut Alice) -> (SipMessage, SipMessa
     (invite, sent[1].msg.clone())
 }
 
+/// alice's call through the host, answered 200 by the core (tag `c1`) and
+/// ACKed: returns alice and the INVITE as the core received it.
+pub fn established_call(rig: &mut Rig, call: &str) -> (Alice, SipMessage) {
+    let mut alice = Alice::new(call);
+    let (_, at_core) = invite_through(rig, &mut alice);
+    rig.core_sends(&reply(&at_core, 200, "c1", CORE));
+    let ok = one(&rig.sent(), "200", |s| s.is_response(200, "INVITE"));
+    alice.remote_tag = ok.to_tag();
+    rig.alice_sends(&alice.request("ACK", "ack1"));
+    assert_eq!(lines(&rig.sent()), ["ACK→core"]);
+    (alice, at_core)
+}
+
 /// A request as a proxy forwards it: its Via on top (RFC 3261 §16.6).
 pub fn proxied(req: &SipMessage, branch: &str) -> SipMessage {
     let mut m = req.clone();
