@@ -569,10 +569,16 @@ async fn group_too_large_is_refused_and_nothing_is_sent() -> R {
     still_one_to_one(&mut rig, &mut s).await
 }
 
-#[tokio::test]
-async fn custom_add_user_request_escalates_without_notify() -> R {
-    let custom = "[triggers.custom]\nmethod = \"INFO\"\ncontent_type = \"application/vnd.example.add-user\"\nformat = \"lines\"\n";
-    let mut rig = rig_with(&policy(custom), |_| {}).await;
+/// alice's custom add-user request (an INFO listing carol) with the policy's
+/// `[triggers.custom]` plus `extra`: answered 200, alice's fresh offer given;
+/// returns the conference INVITE as the core got it.
+async fn custom_request_up_to_conference(
+    extra: &str,
+) -> anyhow::Result<(Rig, Established, SipMessage)> {
+    let custom = format!(
+        "[triggers.custom]\nmethod = \"INFO\"\ncontent_type = \"application/vnd.example.add-user\"\nformat = \"lines\"\n{extra}"
+    );
+    let mut rig = rig_with(&policy(&custom), |_| {}).await;
     let mut s = rig.establish().await?;
     let info = s.a.request(
         &rig.alice,
@@ -583,12 +589,25 @@ async fn custom_add_user_request_escalates_without_notify() -> R {
         )),
     );
     rig.alice.send(rig.host_for_alice, &info);
-    rig.alice.expect_response(202).await?;
+    rig.alice.expect_response(200).await?;
     give_fresh_offer(&mut rig, &s).await?;
     let (conf, _) = rig.bob.expect_request("INVITE").await?;
+    Ok((rig, s, conf))
+}
+
+/// The custom add-user request: answered 200 (no NOTIFY: it made no
+/// subscription), the outcome told by a plain-text MESSAGE in alice's
+/// dialog, worded by the policy's template (here the default).
+#[tokio::test]
+async fn custom_add_user_request_escalates_and_reports_by_message() -> R {
+    let (mut rig, mut s, conf) = custom_request_up_to_conference("").await?;
     let list = escalator_escalation::resource_list::parse(&parts(&conf)[1].body, 10)?;
     assert_eq!(list[0], "sip:carol@example.com");
     focus_answers(&mut rig, &s, &conf).await?;
+    assert_eq!(
+        take_user_message(&mut rig, &s).await?,
+        "Added to the chat: carol@example.com."
+    );
     rig.alice.expect_silence(Duration::from_millis(300)).await?;
     // Other INFOs still pass through to the peer.
     let dtmf = s.a.request(
@@ -600,6 +619,25 @@ async fn custom_add_user_request_escalates_without_notify() -> R {
     let (got, _) = rig.bob.expect_request("INFO").await?;
     assert_eq!(got.call_id(), conf.call_id(), "now toward the conference");
     Ok(())
+}
+
+/// A custom request that fails (the focus refuses): the 1-to-1 stays and
+/// alice reads why, in the policy's own words.
+#[tokio::test]
+async fn a_failed_custom_request_reports_the_failure_by_message() -> R {
+    let template = "failed_message = \"Sorry, {added} could not join ({reason}).\"\n";
+    let (mut rig, mut s, conf) = custom_request_up_to_conference(template).await?;
+    rig.bob
+        .send(s.host, &rig.bob.reply(&conf, 486, "focus", None));
+    rig.bob.expect_request("ACK").await?;
+    let (ack, _) = rig.alice.expect_request("ACK").await?;
+    assert_eq!(&ack.body[..], SDP_ANSWER.as_bytes(), "media stays with bob");
+    let text = take_user_message(&mut rig, &s).await?;
+    assert!(
+        text.starts_with("Sorry, carol@example.com could not join (486 "),
+        "{text}"
+    );
+    still_one_to_one(&mut rig, &mut s).await
 }
 
 #[tokio::test]

@@ -87,6 +87,42 @@ pub struct Setup {
     /// client): after a 491 the host waits 2.1–4 s before retrying its
     /// re-INVITE, else 0–2 s (RFC 3261 §14.1).
     pub host_made_call_id: bool,
+    /// How the outcome is worded to the client in a MESSAGE, for triggers
+    /// that report that way (the custom request; a REFER reports by NOTIFY).
+    pub report: Option<Report>,
+}
+
+/// Templates of the outcome MESSAGE (`{added}`, `{reason}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub added: String,
+    pub failed: String,
+}
+
+/// Users as a reader names them: "carol@example.com", "carol@example.com
+/// and dave@example.com", "a, b and c".
+pub fn names(targets: &[String]) -> String {
+    let bare: Vec<&str> = targets
+        .iter()
+        .map(|t| {
+            let t = t.trim_start_matches('<').trim_end_matches('>');
+            t.strip_prefix("sips:")
+                .or_else(|| t.strip_prefix("sip:"))
+                .unwrap_or(t)
+        })
+        .collect();
+    match bare.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// `template` with `{added}` and `{reason}` filled in.
+pub fn render(template: &str, targets: &[String], reason: &str) -> String {
+    template
+        .replace("{added}", &names(targets))
+        .replace("{reason}", reason)
 }
 
 /// Why a request is refused before anything is sent.
@@ -258,8 +294,20 @@ pub fn refusal_actions(
             body: None,
         });
     }
-    if setup.domain.notify_user {
-        actions.push(user_message(setup, message_token, &refusal.text));
+    match &setup.report {
+        Some(report) => actions.push(user_message(
+            setup,
+            message_token,
+            &render(
+                &report.failed,
+                &setup.trigger.targets,
+                &format!("{} {}", refusal.status, refusal.text),
+            ),
+        )),
+        None if setup.domain.notify_user => {
+            actions.push(user_message(setup, message_token, &refusal.text))
+        }
+        None => {}
     }
     actions
 }
@@ -269,10 +317,17 @@ fn accept(setup: &Setup) -> Action {
     if setup.trigger.kind.is_refer() && !setup.trigger.subscription {
         headers.push(("Refer-Sub".into(), "false".into()));
     }
+    // A REFER is accepted 202 (its outcome follows by NOTIFY); the custom
+    // request is answered 200 (its outcome follows by MESSAGE).
+    let (status, reason) = if setup.trigger.kind.is_refer() {
+        (202, "Accepted")
+    } else {
+        (200, "OK")
+    };
     Action::Respond {
         transaction: setup.transaction,
-        status: 202,
-        reason: "Accepted".into(),
+        status,
+        reason: reason.into(),
         headers,
         body: None,
     }
@@ -785,6 +840,10 @@ impl Flow {
                 "terminated;reason=noresource",
             ));
         }
+        if let Some(report) = &self.setup.report {
+            let text = render(&report.added, &self.setup.trigger.targets, "200 OK");
+            actions.push(user_message(&self.setup, token(), &text));
+        }
         (actions, Some(Outcome::Escalated))
     }
 
@@ -805,12 +864,18 @@ impl Flow {
                 "terminated;reason=noresource",
             ));
         }
-        if self.setup.domain.notify_user {
-            actions.push(user_message(
+        match &self.setup.report {
+            Some(report) => actions.push(user_message(
+                &self.setup,
+                token(),
+                &render(&report.failed, &self.setup.trigger.targets, status_line),
+            )),
+            None if self.setup.domain.notify_user => actions.push(user_message(
                 &self.setup,
                 token(),
                 &format!("Could not add participants: {status_line}."),
-            ));
+            )),
+            None => {}
         }
         if self.peer_left {
             // The other party already left for the conference: no 1-to-1

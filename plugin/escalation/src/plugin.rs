@@ -332,6 +332,7 @@ impl Escalator {
             _ => (ctx.last_offer.clone(), ctx.last_answer.clone()),
         };
         let id = self.token();
+        let reports_by_notify = trigger.kind.is_refer();
         let setup = Setup {
             call: ctx.call,
             client_leg: ctx.leg,
@@ -352,6 +353,15 @@ impl Escalator {
             boundary: format!("escalator-{}-{id}", ctx.call),
             answer_timeout_ms: self.answer_timeout_ms,
             host_made_call_id: ctx.role == Some(LegRole::Uac),
+            report: policy
+                .triggers
+                .custom
+                .as_ref()
+                .filter(|_| !reports_by_notify)
+                .map(|c| flow::Report {
+                    added: c.added_message.clone(),
+                    failed: c.failed_message.clone(),
+                }),
         };
         if let Err(r) = flow::precheck(&setup) {
             out.push(metric(

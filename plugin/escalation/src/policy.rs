@@ -200,6 +200,22 @@ pub struct CustomTrigger {
     pub method: String,
     pub content_type: String,
     pub format: BodyFormat,
+    /// The MESSAGE the client gets when the users were added; `{added}`
+    /// stands for them ("carol@example.com and dave@example.com").
+    #[serde(default = "default_added_message")]
+    pub added_message: String,
+    /// The MESSAGE the client gets when they could not be added (refused
+    /// or failed); `{added}` as above, `{reason}` the status ("486 Busy Here").
+    #[serde(default = "default_failed_message")]
+    pub failed_message: String,
+}
+
+pub fn default_added_message() -> String {
+    "Added to the chat: {added}.".into()
+}
+
+pub fn default_failed_message() -> String {
+    "Could not add {added} to the chat: {reason}.".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

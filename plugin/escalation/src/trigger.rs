@@ -260,6 +260,8 @@ mod tests {
                 method: "INFO".into(),
                 content_type: "application/vnd.example.add-user".into(),
                 format: BodyFormat::Lines,
+                added_message: crate::policy::default_added_message(),
+                failed_message: crate::policy::default_failed_message(),
             }),
         }
     }

@@ -38,6 +38,7 @@ fn setup(media: MediaMode, subscription: bool, targets: usize, max: usize) -> Se
         boundary: "b-1".into(),
         answer_timeout_ms: 20_000,
         host_made_call_id: false,
+        report: None,
     }
 }
 
@@ -811,4 +812,84 @@ fn reuse_offer_client_bye_while_re_anchoring_hangs_up_the_conference() {
         ]
     );
     assert!(flow.is_done());
+}
+
+fn custom_setup(targets: usize) -> Setup {
+    let mut s = setup(MediaMode::FreshOffer, false, targets, 10);
+    s.trigger.kind = TriggerKind::Custom;
+    s.report = Some(Report {
+        added: crate::policy::default_added_message(),
+        failed: crate::policy::default_failed_message(),
+    });
+    s
+}
+
+/// The text of the MESSAGE among `actions`.
+fn message_text(actions: &[Action]) -> Option<String> {
+    actions.iter().find_map(|a| match a {
+        Action::SendRequest {
+            method,
+            body: Some(b),
+            ..
+        } if method == "MESSAGE" => Some(String::from_utf8_lossy(&b.bytes).into_owned()),
+        _ => None,
+    })
+}
+
+#[test]
+fn names_read_as_a_sentence() {
+    let t = |v: &[&str]| names(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(t(&[]), "");
+    assert_eq!(t(&["sip:carol@example.com"]), "carol@example.com");
+    assert_eq!(
+        t(&["sip:carol@example.com", "<sips:dave@example.net>"]),
+        "carol@example.com and dave@example.net"
+    );
+    assert_eq!(t(&["sip:a@x", "sip:b@x", "sip:c@x"]), "a@x, b@x and c@x");
+}
+
+/// A fresh-offer flow of `setup` up to the conference's answer `status`
+/// (with `sdp`): the actions of that answer and the outcome.
+fn conference_answers(
+    setup: Setup,
+    status: u16,
+    sdp: Option<&str>,
+    t: &mut dyn FnMut() -> u64,
+) -> (Vec<Action>, Option<Outcome>) {
+    let (mut flow, a, _) = Flow::start(setup, t);
+    let (a, _) = answer(&mut flow, token_of(&a, "INVITE"), 10, 200, Some(OFFER), t);
+    answer(&mut flow, token_of(&a, "CREATE"), 20, status, sdp, t)
+}
+
+#[test]
+fn the_custom_request_is_answered_200_and_told_the_outcome_by_message() {
+    let mut t = counter();
+    let (_, a, _) = Flow::start(custom_setup(2), &mut t);
+    assert_eq!(kinds(&a), ["respond 200", "INVITE", "timer"], "no NOTIFY");
+    let (a, o) = conference_answers(custom_setup(2), 200, Some(CONF), &mut t);
+    assert_eq!(o, Some(Outcome::Escalated));
+    assert_eq!(
+        message_text(&a).as_deref(),
+        Some("Added to the chat: user0@example.com and user1@example.com.")
+    );
+    let (a, _) = conference_answers(custom_setup(1), 486, None, &mut t);
+    assert_eq!(
+        message_text(&a).as_deref(),
+        Some("Could not add user0@example.com to the chat: 486 Whatever.")
+    );
+}
+
+#[test]
+fn a_refused_custom_request_gets_403_and_a_message() {
+    let mut t = counter();
+    let s = custom_setup(12);
+    let refusal = precheck(&s).expect_err("12 + the peer exceed 10");
+    let a = refusal_actions(&s, &refusal, t(), t());
+    assert_eq!(kinds(&a)[0], "respond 403");
+    let text = message_text(&a).unwrap_or_default();
+    assert!(
+        text.starts_with("Could not add user0@example.com, "),
+        "{text}"
+    );
+    assert!(text.contains("403 "), "{text}");
 }
