@@ -11,6 +11,7 @@ use escalator_e2e::kamailio::Kamailio;
 use escalator_e2e::{SDP_ANSWER, SDP_OFFER};
 use escalator_host::config::Config;
 use escalator_host::host::{self, HostHandle};
+use escalator_host::sip::SipMessage;
 use escalator_host::transport::Proto;
 use escalator_testkit::ua::{Ladder, TestUa, UaDialog};
 use std::net::SocketAddr;
@@ -332,8 +333,10 @@ fn escalation_plugin() -> escalator_host::config::PluginConfig {
         &policy,
         "version = \"kamailio-e2e\"\n\n[[legacy.rules]]\nname = \"old-test-clients\"\n\
          verdict = \"legacy\"\nuser_agent = \"^escalator-test-ua/alice\"\n\n\
+         [triggers.custom]\nmethod = \"INFO\"\ncontent_type = \"application/vnd.example.add-user\"\n\
+         format = \"lines\"\n\n\
          [domains.\"example.com\"]\nfactory_uri = \"sip:conference-factory@example.com\"\n\
-         max_group_size = 5\n",
+         max_group_size = 6\n",
     )
     .expect("policy file");
     escalator_e2e::plugin_config(
@@ -538,26 +541,7 @@ async fn escalation_started(
         .iter()
         .map(|n| format!("sip:{n}@example.com"))
         .collect();
-    let refer = match &targets[..] {
-        [one] => {
-            let mut r = a.request(&alice, "REFER", None);
-            r.push_header("Refer-To", format!("<{one}>"));
-            r
-        }
-        many => {
-            let xml = escalator_escalation::resource_list::build(many);
-            let mut r = a.request(
-                &alice,
-                "REFER",
-                Some(("application/resource-lists+xml", &xml)),
-            );
-            r.push_header("Refer-To", "<cid:targets@alice.example.com>");
-            r.push_header("Require", "multiple-refer");
-            r.push_header("Content-Disposition", "recipient-list");
-            r.push_header("Content-ID", "<targets@alice.example.com>");
-            r
-        }
-    };
+    let refer = refer_for(&mut a, &alice, &targets);
     alice.send(host_addr, &refer);
     alice.expect_response(202).await?;
     let (n, _) = alice.expect_request("NOTIFY").await?;
@@ -929,6 +913,173 @@ async fn bob_hanging_up_while_the_conference_rings_ends_with_alice_told() -> R {
         .send(from, &e.alice.reply(&bye, 200, &e.a.local_tag, None));
     (&mut e.conference).await??;
     no_call_left(e.host, &e.ladder).await
+}
+
+/// After the escalation alice adds more users the way she added carol,
+/// and the host turns each into what a capable client sends the focus: her
+/// REFER for dave is relayed on the conference dialog; her REFER listing
+/// erin and frank becomes one REFER per user (this focus does not list
+/// `multiple-refer`); her custom request for grace becomes a REFER too.
+/// Every NOTIFY alice gets carries her own REFER's id; grace's outcome comes
+/// by MESSAGE; one conference only; her chat reaches the focus throughout;
+/// then the group is full (6) and a further addition is refused 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn further_additions_go_to_the_focus_with_the_clients_own_ids() -> R {
+    let mut e = escalation_started(
+        &["carol"],
+        Bob::AtTheCore,
+        true,
+        AnswerCreator::BeforeInviting,
+    )
+    .await?;
+    let mut bf = bob_joins(&mut e, true).await?;
+    joins(&mut e.others[0]).await?;
+    let Escalating {
+        core,
+        host,
+        host_addr,
+        ladder,
+        mut alice,
+        mut bob,
+        mut a,
+        bob_next,
+        conference,
+        ..
+    } = e;
+    let (ack, _) = alice.expect_request("ACK").await?;
+    assert_eq!(&ack.body[..], focus::CONF_SDP.as_bytes());
+    let (n, _) = alice.expect_request("NOTIFY").await?;
+    alice.send(host_addr, &alice.reply(&n, 200, &a.local_tag, None));
+    let mut conf = conference.await??;
+    let core_addr = core.addr;
+
+    // dave: alice's REFER goes to the focus as it is; the focus's NOTIFYs
+    // reach alice with the id of her REFER.
+    let mut refer = a.request(&alice, "REFER", None);
+    refer.push_header("Refer-To", "<sip:dave@example.com>");
+    alice.send(host_addr, &refer);
+    let (at_focus, users) = conf.take_refer().await?;
+    assert_eq!(users, ["sip:dave@example.com"]);
+    alice.expect_response(202).await?;
+    let alices_id = format!("refer;id={}", refer.cseq().map_or(0, |c| c.0));
+    for (frag, state) in [
+        ("SIP/2.0 100 Trying\r\n", "active;expires=60"),
+        ("SIP/2.0 200 OK\r\n", "terminated;reason=noresource"),
+    ] {
+        conf.notify(core_addr, &at_focus, frag, state);
+        let (n, from) = alice.expect_request("NOTIFY").await?;
+        assert_eq!(n.header("Event"), Some(alices_id.as_str()), "her own id");
+        alice.send(from, &alice.reply(&n, 200, &a.local_tag, None));
+        conf.ua.expect_response(200).await?;
+    }
+
+    // erin and frank in one REFER with a list: one REFER each to the focus;
+    // the focus's NOTIFYs for those are answered by the host; alice hears
+    // 100 and 200 on her own REFER's id.
+    let targets = [
+        "sip:erin@example.com".to_string(),
+        "sip:frank@example.com".to_string(),
+    ];
+    let list = refer_for(&mut a, &alice, &targets);
+    alice.send(host_addr, &list);
+    alice.expect_response(202).await?;
+    let list_id = format!("refer;id={}", list.cseq().map_or(0, |c| c.0));
+    let (n, from) = alice.expect_request("NOTIFY").await?;
+    assert_eq!(n.header("Event"), Some(list_id.as_str()));
+    assert!(String::from_utf8_lossy(&n.body).contains("100 Trying"));
+    alice.send(from, &alice.reply(&n, 200, &a.local_tag, None));
+    let mut referred = Vec::new();
+    let mut refers = Vec::new();
+    for _ in 0..2 {
+        let (at_focus, users) = conf.take_refer().await?;
+        referred.extend(users);
+        refers.push(at_focus);
+    }
+    for at_focus in &refers {
+        conf.notify(
+            core_addr,
+            at_focus,
+            "SIP/2.0 200 OK\r\n",
+            "terminated;reason=noresource",
+        );
+        conf.ua.expect_response(200).await?;
+    }
+    referred.sort();
+    assert_eq!(referred, targets, "one REFER per user");
+    let (n, from) = alice.expect_request("NOTIFY").await?;
+    assert_eq!(n.header("Event"), Some(list_id.as_str()));
+    assert!(String::from_utf8_lossy(&n.body).contains("200 OK"));
+    alice.send(from, &alice.reply(&n, 200, &a.local_tag, None));
+
+    // grace by the custom request: 200, a REFER to the focus, a MESSAGE.
+    let info = a.request(
+        &alice,
+        "INFO",
+        Some((
+            "application/vnd.example.add-user",
+            "sip:grace@example.com\r\n",
+        )),
+    );
+    alice.send(host_addr, &info);
+    alice.expect_response(200).await?;
+    let (_, users) = conf.take_refer().await?;
+    assert_eq!(users, ["sip:grace@example.com"]);
+    let (m, from) = alice.expect_request("MESSAGE").await?;
+    assert_eq!(&m.body[..], b"Added to the chat: grace@example.com.");
+    alice.send(from, &alice.reply(&m, 200, &a.local_tag, None));
+
+    // The group is full: bob, carol, dave, erin, frank, grace.
+    let mut one_more = a.request(&alice, "REFER", None);
+    one_more.push_header("Refer-To", "<sip:heidi@example.com>");
+    alice.send(host_addr, &one_more);
+    let refused = alice.expect_response(403).await?;
+    assert!(refused.header("Warning").is_some());
+
+    // Her chat still reaches the one conference.
+    alice.send(
+        host_addr,
+        &a.request(&alice, "MESSAGE", Some(("text/plain", "welcome"))),
+    );
+    let (m, from) = conf.ua.expect_request("MESSAGE").await?;
+    assert_eq!(m.call_id(), conf.invite.call_id(), "the one conference");
+    conf.ua
+        .send(from, &conf.ua.reply(&m, 200, &conf.creator.local_tag, None));
+    alice.expect_response(200).await?;
+
+    alice.send(host_addr, &a.request(&alice, "BYE", None));
+    let (bye, from) = conf.ua.expect_request("BYE").await?;
+    conf.ua.send(
+        from,
+        &conf.ua.reply(&bye, 200, &conf.creator.local_tag, None),
+    );
+    alice.expect_response(200).await?;
+    let bob_at_focus = focus_tag_with(&conf.members, "sip:bob@example.com");
+    bob_leaves_the_focus((&mut bob, &mut bf, bob_next), &mut conf.ua, &bob_at_focus).await?;
+    no_call_left(host, &ladder).await
+}
+
+/// alice's REFER for `targets`: one Refer-To, or a resource list (RFC 5368).
+fn refer_for(a: &mut UaDialog, alice: &TestUa, targets: &[String]) -> SipMessage {
+    match targets {
+        [one] => {
+            let mut r = a.request(alice, "REFER", None);
+            r.push_header("Refer-To", format!("<{one}>"));
+            r
+        }
+        many => {
+            let xml = escalator_escalation::resource_list::build(many);
+            let mut r = a.request(
+                alice,
+                "REFER",
+                Some(("application/resource-lists+xml", &xml)),
+            );
+            r.push_header("Refer-To", "<cid:targets@alice.example.com>");
+            r.push_header("Require", "multiple-refer");
+            r.push_header("Content-Disposition", "recipient-list");
+            r.push_header("Content-ID", "<targets@alice.example.com>");
+            r
+        }
+    }
 }
 
 /// `ua` accepts the focus's INVITE (200 with an answer) and gets its ACK.

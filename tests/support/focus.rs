@@ -54,6 +54,54 @@ pub struct Conference {
     pub members: Vec<(Entry, u16, Option<UaDialog>)>,
 }
 
+impl Conference {
+    /// A REFER on the creator's dialog (an addition): answered 202;
+    /// returns it and the users it names (its Refer-To, or the resource
+    /// list a `cid:` Refer-To points at).
+    pub async fn take_refer(&mut self) -> anyhow::Result<(SipMessage, Vec<String>)> {
+        let (refer, from) = self.ua.expect_request("REFER").await?;
+        anyhow::ensure!(
+            refer.call_id() == Some(self.creator.call_id.as_str()),
+            "REFER outside the conference dialog: {}",
+            refer.summary()
+        );
+        self.ua.send(
+            from,
+            &self.ua.reply(&refer, 202, &self.creator.local_tag, None),
+        );
+        let refer_to = refer.header("Refer-To").unwrap_or_default();
+        let users = if refer_to.contains("cid:") {
+            resource_list_entries(&String::from_utf8_lossy(&refer.body))?
+                .into_iter()
+                .map(|e| e.uri)
+                .collect()
+        } else {
+            vec![refer_to
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()]
+        };
+        Ok((refer, users))
+    }
+
+    /// A NOTIFY of the subscription `refer` made (id = its CSeq) with
+    /// `frag` as sipfrag, sent toward `core`; not waited for.
+    pub fn notify(&mut self, core: SocketAddr, refer: &SipMessage, frag: &str, state: &str) {
+        let mut n = self.creator.request(
+            &self.ua,
+            "NOTIFY",
+            Some(("message/sipfrag;version=2.0", frag)),
+        );
+        n.push_header(
+            "Event",
+            format!("refer;id={}", refer.cseq().map_or(0, |c| c.0)),
+        );
+        n.push_header("Subscription-State", state);
+        self.ua.send(core, &n);
+    }
+}
+
 /// Serve one conference: wait for the creator's INVITE, then invite every
 /// entry through `core` (where the focus sends its own requests).
 pub async fn serve(
@@ -204,7 +252,12 @@ pub fn list_entries(invite: &SipMessage) -> anyhow::Result<Vec<Entry>> {
         })
         .and_then(|part| part.split_once("\r\n\r\n").map(|(_, xml)| xml.to_string()))
         .ok_or_else(|| anyhow::anyhow!("no resource list in the body"))?;
-    let mut reader = quick_xml::Reader::from_str(&list);
+    resource_list_entries(&list)
+}
+
+/// The entries of an RFC 4826 resource list.
+pub fn resource_list_entries(list: &str) -> anyhow::Result<Vec<Entry>> {
+    let mut reader = quick_xml::Reader::from_str(list);
     let mut entries = Vec::new();
     loop {
         match reader.read_event()? {

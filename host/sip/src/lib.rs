@@ -5,6 +5,7 @@
 //! in URIs and Via. We keep every header as received (name and value text) and
 //! parse only the few values a B2BUA must understand.
 
+pub mod event;
 pub mod framing;
 pub mod header;
 pub mod message;

@@ -179,6 +179,12 @@ pub struct Flow {
     peer_left: bool,
     /// Offerless re-INVITEs sent to the client so far.
     offer_attempts: u32,
+    /// Users on the conference list besides the client (invitees and peer).
+    list_size: usize,
+    /// The focus listed `multiple-refer` in Supported (RFC 5368).
+    focus_multiple_refer: bool,
+    /// The client was joined to the conference.
+    joined: bool,
     /// The conference leg was released after the client left (once only:
     /// a 2xx crossing the CANCEL is ACKed and hung up by the host).
     conference_released: bool,
@@ -223,7 +229,7 @@ pub fn conference_invite(setup: &Setup, offer: &[u8]) -> Result<NewRequest, Refu
     .map_err(refusal)
 }
 
-fn refusal(e: invite::BuildError) -> Refusal {
+pub(crate) fn refusal(e: invite::BuildError) -> Refusal {
     match e {
         invite::BuildError::GroupTooLarge { members, max } => Refusal {
             status: 403,
@@ -334,11 +340,29 @@ fn accept(setup: &Setup) -> Action {
 }
 
 fn notify(setup: &Setup, token: u64, status_line: &str, state: &str) -> Action {
+    refer_notify(
+        setup.client_leg,
+        setup.refer_cseq,
+        token,
+        status_line,
+        state,
+    )
+}
+
+/// A NOTIFY of the client's REFER subscription `id` on `leg`, with
+/// `status_line` as sipfrag (RFC 3515).
+pub(crate) fn refer_notify(
+    leg: u64,
+    id: u32,
+    token: u64,
+    status_line: &str,
+    state: &str,
+) -> Action {
     Action::SendRequest {
-        leg: setup.client_leg,
+        leg,
         method: "NOTIFY".into(),
         headers: vec![
-            ("Event".into(), format!("refer;id={}", setup.refer_cseq)),
+            ("Event".into(), format!("refer;id={id}")),
             ("Subscription-State".into(), state.into()),
         ],
         body: Some(Body {
@@ -350,8 +374,13 @@ fn notify(setup: &Setup, token: u64, status_line: &str, state: &str) -> Action {
 }
 
 fn user_message(setup: &Setup, token: u64, text: &str) -> Action {
+    text_message(setup.client_leg, token, text)
+}
+
+/// A plain-text MESSAGE to the client on `leg`.
+pub(crate) fn text_message(leg: u64, token: u64, text: &str) -> Action {
     Action::SendRequest {
-        leg: setup.client_leg,
+        leg,
         method: "MESSAGE".into(),
         headers: vec![],
         body: Some(Body {
@@ -378,7 +407,16 @@ impl Flow {
             peer_left: false,
             conference_released: false,
             offer_attempts: 0,
+            list_size: 0,
+            focus_multiple_refer: false,
+            joined: false,
         };
+        flow.list_size = invite::list_entries(
+            &flow.setup.from,
+            &flow.setup.trigger.targets,
+            &flow.setup.peer,
+        )
+        .len();
         flow.next_notify = token();
         let mut actions = vec![accept(&flow.setup)];
         if flow.subscribed() {
@@ -777,6 +815,13 @@ impl Flow {
         message: &[u8],
         token: &mut dyn FnMut() -> u64,
     ) -> (Vec<Action>, Option<Outcome>) {
+        self.focus_multiple_refer = SipMessage::parse(message, Default::default())
+            .ok()
+            .is_some_and(|m| {
+                m.header_values("Supported")
+                    .iter()
+                    .any(|v| v.trim().eq_ignore_ascii_case("multiple-refer"))
+            });
         let Some(answer) = sdp_of(message) else {
             let mut a = self.hang_up_conference();
             let (more, o) = self.fail("conference-without-sdp", "488 Not Acceptable Here", token);
@@ -816,8 +861,20 @@ impl Flow {
         }
     }
 
+    /// The conference the client was joined to, for later additions.
+    pub fn joined(&self) -> Option<crate::addition::Joined> {
+        let leg = self.conf_leg.filter(|_| self.joined)?;
+        Some(crate::addition::Joined {
+            leg,
+            participants: self.list_size,
+            max: self.setup.domain.max_group_size,
+            multiple_refer: self.focus_multiple_refer,
+        })
+    }
+
     fn succeed(&mut self, token: &mut dyn FnMut() -> u64) -> (Vec<Action>, Option<Outcome>) {
         self.step = Step::Done;
+        self.joined = true;
         let mut actions = Vec::new();
         if let Some(conf) = self.conf_leg {
             actions.push(Action::Pair {

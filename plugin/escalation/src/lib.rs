@@ -6,9 +6,11 @@
 //!
 //! Pure parts, each tested alone: [`policy`] (who, where, how), [`trigger`]
 //! (what was asked), [`invite`] (the conference INVITE), [`flow`] (one
-//! escalation's state machine). The crate is also an rlib so that the host's
+//! escalation's state machine), [`addition`] (users added once in the
+//! conference). The crate is also an rlib so that the host's
 //! `check-policy` command uses the very same policy code.
 
+pub mod addition;
 pub mod flow;
 pub mod invite;
 pub mod multipart;

@@ -10,6 +10,7 @@
 //! running policy kept. Escalations in progress keep the policy they started
 //! with; a host reload (SIGHUP) creates a new instance with a fresh policy.
 
+use crate::addition::{self, Addition, Joined, Plan};
 use crate::flow::{self, Flow, Outcome, Setup};
 use crate::invite::PeerDialog;
 use crate::policy::{OutsideDialog, Policy, Subject};
@@ -20,7 +21,7 @@ use escalator_plugin_api::{
 };
 use escalator_sip::{NameAddr, SipMessage};
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -50,7 +51,14 @@ pub struct Escalator {
     /// calls with an escalation in progress → flow id.
     busy: HashMap<u64, u64>,
     /// calls already turned into a conference: later REFERs go to the focus.
-    escalated: HashSet<u64>,
+    escalated: HashMap<u64, Joined>,
+    /// Further additions the plugin splits into REFERs, by id, and the
+    /// tokens of their REFERs → id.
+    additions: HashMap<u64, Addition>,
+    addition_tokens: HashMap<u64, u64>,
+    /// CSeqs of the plugin's own REFERs on each call's conference dialog:
+    /// the focus's NOTIFYs for them are answered here.
+    own_refers: HashMap<u64, Vec<u32>>,
     /// The policy-info gauge goes out with the first request (a plugin emits
     /// metrics only through actions).
     announced: bool,
@@ -197,6 +205,12 @@ impl Escalator {
             out.extend(more);
             return (out, handled);
         }
+        if input.context.in_dialog && input.message.starts_with(b"NOTIFY ") {
+            if let Some(answer) = self.own_notify(&input.context, &input.message) {
+                out.extend(answer);
+                return (out, true);
+            }
+        }
         if input.context.in_dialog && input.message.starts_with(b"INVITE ") {
             if let Some(refusal) = self.peer_reinvite(&input.context) {
                 out.extend(refusal);
@@ -287,9 +301,10 @@ impl Escalator {
                 return (out, true);
             }
         };
-        if self.escalated.contains(&ctx.call) {
-            // The conference focus handles further additions itself.
-            return (out, false);
+        if let Some(joined) = self.escalated.get(&ctx.call).cloned() {
+            // Already in a conference: the focus adds the users.
+            let handled = self.add_to_conference(ctx, &msg, &policy, trigger, joined, &mut out);
+            return (out, handled);
         }
         let (Some(peer), Some(peer_leg), Some(transaction)) =
             (&ctx.peer, ctx.peer_leg, ctx.transaction)
@@ -409,6 +424,121 @@ impl Escalator {
         (out, true)
     }
 
+    /// A further addition once the client is in the conference (see
+    /// [`crate::addition`]); whether the plugin took the request.
+    fn add_to_conference(
+        &mut self,
+        ctx: &MessageContext,
+        msg: &SipMessage,
+        policy: &Policy,
+        trigger: crate::trigger::Trigger,
+        joined: Joined,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let n = trigger.targets.len();
+        let label = trigger.kind.label();
+        match addition::plan(&joined, &trigger) {
+            Plan::Refuse(r) => {
+                out.push(metric(
+                    "escalator_additions_total",
+                    &[("result", "refused"), ("reason", r.label)],
+                ));
+                out.extend(respond(ctx, r.status, &r.reason, &r.text));
+                true
+            }
+            Plan::Relay => {
+                if let Some(j) = self.escalated.get_mut(&ctx.call) {
+                    j.participants += n;
+                }
+                out.push(metric(
+                    "escalator_additions_total",
+                    &[("result", "relayed"), ("reason", label)],
+                ));
+                false
+            }
+            Plan::Split => {
+                let Some(transaction) = ctx.transaction else {
+                    return false;
+                };
+                let notify_id = (trigger.kind.is_refer() && trigger.subscription)
+                    .then(|| msg.cseq().map_or(0, |c| c.0));
+                let report = policy
+                    .triggers
+                    .custom
+                    .as_ref()
+                    .filter(|_| !trigger.kind.is_refer())
+                    .map(|c| flow::Report {
+                        added: c.added_message.clone(),
+                        failed: c.failed_message.clone(),
+                    });
+                let id = self.token();
+                let mut tokens = || {
+                    self.next_token += 1;
+                    self.next_token
+                };
+                let (addition, actions) = Addition::start(
+                    ctx.call,
+                    ctx.leg,
+                    &joined,
+                    transaction,
+                    &trigger,
+                    notify_id,
+                    report,
+                    &mut tokens,
+                );
+                for t in addition.tokens() {
+                    self.addition_tokens.insert(t, id);
+                }
+                self.additions.insert(id, addition);
+                if let Some(j) = self.escalated.get_mut(&ctx.call) {
+                    j.participants += n;
+                }
+                out.extend(actions);
+                out.push(metric(
+                    "escalator_additions_total",
+                    &[("result", "split"), ("reason", label)],
+                ));
+                out.push(log(
+                    LogLevel::Info,
+                    format!(
+                        "call {}: {label} request in the conference: {n} REFER(s) to the focus",
+                        ctx.call
+                    ),
+                ));
+                true
+            }
+        }
+    }
+
+    /// A NOTIFY on a conference dialog for one of the plugin's own REFERs:
+    /// answered here (the client's outcome comes from the REFERs' answers).
+    fn own_notify(&mut self, ctx: &MessageContext, message: &[u8]) -> Option<Vec<Action>> {
+        let joined = self.escalated.get(&ctx.call)?;
+        if joined.leg != ctx.leg {
+            return None;
+        }
+        let msg = SipMessage::parse(message, Default::default()).ok()?;
+        let (event, id) = escalator_sip::event::event_of(msg.header("Event").unwrap_or_default());
+        let id: u32 = id?.parse().ok()?;
+        let own = self.own_refers.get_mut(&ctx.call)?;
+        if event != "refer" || !own.contains(&id) {
+            return None;
+        }
+        let terminated = msg
+            .header("Subscription-State")
+            .is_some_and(|s| s.trim().to_ascii_lowercase().starts_with("terminated"));
+        if terminated {
+            own.retain(|c| *c != id);
+        }
+        Some(vec![Action::Respond {
+            transaction: ctx.transaction?,
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![],
+            body: None,
+        }])
+    }
+
     /// A re-INVITE from the peer while the call's escalation runs: 491
     /// (spec §4, glare row): the client's media is being moved, the peer
     /// retries later (by then on the conference or on the 1-to-1 again).
@@ -481,7 +611,9 @@ impl Escalator {
             self.busy.remove(&call);
             match o {
                 Outcome::Escalated => {
-                    self.escalated.insert(call);
+                    if let Some(joined) = flow.joined() {
+                        self.escalated.insert(call, joined);
+                    }
                     out.push(metric(
                         "escalator_escalations_total",
                         &[("result", "escalated"), ("reason", "ok")],
@@ -510,6 +642,10 @@ impl Escalator {
         let token = match event {
             Event::CallEnded { call } => {
                 self.escalated.remove(call);
+                self.own_refers.remove(call);
+                self.additions.retain(|_, a| a.call != *call);
+                self.addition_tokens
+                    .retain(|_, id| self.additions.contains_key(id));
                 self.busy.remove(call);
                 let ids: Vec<u64> = self
                     .flows
@@ -528,6 +664,26 @@ impl Escalator {
             | Event::TransportError { token, .. }
             | Event::Timer { token } => *token,
         };
+        if let Some(id) = self.addition_tokens.get(&token).copied() {
+            let Some(mut addition) = self.additions.remove(&id) else {
+                return vec![];
+            };
+            let mut tokens = || {
+                self.next_token += 1;
+                self.next_token
+            };
+            let (out, done) = addition.on_event(event, &mut tokens);
+            self.own_refers
+                .entry(addition.call)
+                .or_default()
+                .append(&mut addition.refer_cseqs);
+            if done {
+                self.addition_tokens.retain(|_, v| *v != id);
+            } else {
+                self.additions.insert(id, addition);
+            }
+            return out;
+        }
         let Some(id) = self.tokens.get(&token).copied() else {
             return vec![];
         };
@@ -571,7 +727,10 @@ impl Plugin for Escalator {
             flows: HashMap::new(),
             tokens: HashMap::new(),
             busy: HashMap::new(),
-            escalated: HashSet::new(),
+            escalated: HashMap::new(),
+            additions: HashMap::new(),
+            addition_tokens: HashMap::new(),
+            own_refers: HashMap::new(),
             announced: false,
         })
     }
