@@ -973,6 +973,8 @@ async fn further_additions_go_to_the_focus_with_the_clients_own_ids() -> R {
         conf.ua.expect_response(200).await?;
     }
 
+    chat_reaches_the_conference((&mut alice, &mut a, host_addr), &mut conf, "dave's in").await?;
+
     // erin and frank in one REFER with a list: one REFER each to the focus;
     // the focus's NOTIFYs for those are answered by the host; alice hears
     // 100 and 200 on her own REFER's id.
@@ -1011,6 +1013,9 @@ async fn further_additions_go_to_the_focus_with_the_clients_own_ids() -> R {
     assert!(String::from_utf8_lossy(&n.body).contains("200 OK"));
     alice.send(from, &alice.reply(&n, 200, &a.local_tag, None));
 
+    chat_reaches_the_conference((&mut alice, &mut a, host_addr), &mut conf, "hi erin, frank")
+        .await?;
+
     // grace by the custom request: 200, a REFER to the focus, a MESSAGE.
     let info = a.request(
         &alice,
@@ -1035,16 +1040,7 @@ async fn further_additions_go_to_the_focus_with_the_clients_own_ids() -> R {
     let refused = alice.expect_response(403).await?;
     assert!(refused.header("Warning").is_some());
 
-    // Her chat still reaches the one conference.
-    alice.send(
-        host_addr,
-        &a.request(&alice, "MESSAGE", Some(("text/plain", "welcome"))),
-    );
-    let (m, from) = conf.ua.expect_request("MESSAGE").await?;
-    assert_eq!(m.call_id(), conf.invite.call_id(), "the one conference");
-    conf.ua
-        .send(from, &conf.ua.reply(&m, 200, &conf.creator.local_tag, None));
-    alice.expect_response(200).await?;
+    chat_reaches_the_conference((&mut alice, &mut a, host_addr), &mut conf, "welcome").await?;
 
     alice.send(host_addr, &a.request(&alice, "BYE", None));
     let (bye, from) = conf.ua.expect_request("BYE").await?;
@@ -1056,6 +1052,25 @@ async fn further_additions_go_to_the_focus_with_the_clients_own_ids() -> R {
     let bob_at_focus = focus_tag_with(&conf.members, "sip:bob@example.com");
     bob_leaves_the_focus((&mut bob, &mut bf, bob_next), &mut conf.ua, &bob_at_focus).await?;
     no_call_left(host, &ladder).await
+}
+
+/// alice's MESSAGE `text` reaches the one conference (its dialog), 200.
+async fn chat_reaches_the_conference(
+    (alice, a, host_addr): (&mut TestUa, &mut UaDialog, SocketAddr),
+    conf: &mut focus::Conference,
+    text: &str,
+) -> R {
+    alice.send(
+        host_addr,
+        &a.request(alice, "MESSAGE", Some(("text/plain", text))),
+    );
+    let (m, from) = conf.ua.expect_request("MESSAGE").await?;
+    assert_eq!(m.call_id(), conf.invite.call_id(), "the one conference");
+    assert_eq!(&m.body[..], text.as_bytes());
+    conf.ua
+        .send(from, &conf.ua.reply(&m, 200, &conf.creator.local_tag, None));
+    alice.expect_response(200).await?;
+    Ok(())
 }
 
 /// alice's REFER for `targets`: one Refer-To, or a resource list (RFC 5368).
