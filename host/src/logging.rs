@@ -63,8 +63,7 @@ mod tests {
         let forged = "INFO new call from=\"Bob\u{1b}[2J\rWARN forged\" to=é\tx\n";
         let out = String::from_utf8(escape_controls(forged.as_bytes())).unwrap();
         assert_eq!(
-            out,
-            "INFO new call from=\"Bob\\x1b[2J\\x0dWARN forged\" to=é\tx\n",
+            out, "INFO new call from=\"Bob\\x1b[2J\\x0dWARN forged\" to=é\tx\n",
             "ESC and CR escaped, UTF-8 and HTAB kept, the final LF kept"
         );
         assert_eq!(escape_controls(b"a\nb\n"), b"a\\x0ab\n");

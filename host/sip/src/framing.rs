@@ -1,7 +1,7 @@
 //! Message framing on stream transports (RFC 3261 section 18.3): the header
 //! section ends at the first blank line and Content-Length gives the body size.
 
-use super::message::{header_end, name_is};
+use super::message::{header_end, ParseError, ParseLimits, SipMessage};
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
@@ -9,8 +9,12 @@ use thiserror::Error;
 pub enum FramingError {
     #[error("message exceeds {0} bytes")]
     TooLarge(usize),
-    #[error("stream message without a valid Content-Length")]
+    #[error("stream message without a Content-Length")]
     NoContentLength,
+    /// The header section does not parse: its end (and so the next
+    /// message's start) cannot be trusted.
+    #[error("malformed header section: {0}")]
+    Malformed(#[from] ParseError),
 }
 
 /// Accumulates stream bytes and yields complete messages.
@@ -45,9 +49,13 @@ impl Framer {
             }
             return Ok(None);
         };
-        let head = std::str::from_utf8(&self.buf[..head_len])
-            .map_err(|_| FramingError::NoContentLength)?;
-        let body_len = content_length(head).ok_or(FramingError::NoContentLength)?;
+        // The parser's own reading of the head (folding, compact forms, one
+        // Content-Length, digits only): what the framer cuts is what the
+        // parser reads.
+        let (head, _) = SipMessage::parse_head(&self.buf[..head_len], ParseLimits::default())?;
+        let body_len = head
+            .content_length()?
+            .ok_or(FramingError::NoContentLength)?;
         let total = head_len
             .checked_add(body_len)
             .ok_or(FramingError::TooLarge(self.max_message))?;
@@ -59,13 +67,6 @@ impl Framer {
         }
         Ok(Some(self.buf.split_to(total).freeze()))
     }
-}
-
-fn content_length(head: &str) -> Option<usize> {
-    head.split('\n').skip(1).find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name_is(name.trim(), "Content-Length").then(|| value.trim().parse().ok())?
-    })
 }
 
 #[cfg(test)]
@@ -98,5 +99,50 @@ mod tests {
         let mut f = Framer::new(1000);
         f.push(b"OPTIONS sip:a SIP/2.0\r\n\r\n");
         assert_eq!(f.next_message(), Err(FramingError::NoContentLength));
+    }
+
+    #[test]
+    fn a_folded_length_cannot_smuggle_a_second_request() {
+        // The fold joins " l: 0" to Content-Length: the value is "466 l: 0",
+        // not a length; the stream cannot be trusted after it.
+        let smuggled = "INVITE sip:smuggled@example.com SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+        let outer = format!(
+            "INVITE sip:a@example.com SIP/2.0\r\nContent-Length: 466\r\n l: 0\r\n\r\n{smuggled}"
+        );
+        let mut f = Framer::new(4096);
+        f.push(outer.as_bytes());
+        assert!(matches!(
+            f.next_message(),
+            Err(FramingError::Malformed(ParseError::ContentLength(_)))
+        ));
+    }
+
+    #[test]
+    fn framer_and_parser_agree_on_the_length() {
+        for (head, body) in [
+            ("l: 3", "abc"),
+            ("Content-Length:\r\n 3", "abc"),
+            ("CONTENT-LENGTH: 3", "abc"),
+        ] {
+            let msg = format!("MESSAGE sip:a SIP/2.0\r\n{head}\r\n\r\n{body}NEXT");
+            let mut f = Framer::new(4096);
+            f.push(msg.as_bytes());
+            let framed = f.next_message().unwrap().unwrap();
+            let parsed = SipMessage::parse(&framed, ParseLimits::default()).unwrap();
+            assert_eq!(&parsed.body[..], body.as_bytes(), "{head}");
+            assert_eq!(
+                framed.len(),
+                msg.len() - 4,
+                "{head}: the next message starts at NEXT"
+            );
+        }
+        for bad in ["l: +3", "l: 3\r\nContent-Length: 4", "l: 3 3"] {
+            let mut f = Framer::new(4096);
+            f.push(format!("MESSAGE sip:a SIP/2.0\r\n{bad}\r\n\r\nabcd").as_bytes());
+            assert!(
+                matches!(f.next_message(), Err(FramingError::Malformed(_))),
+                "{bad}"
+            );
+        }
     }
 }

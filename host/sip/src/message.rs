@@ -20,6 +20,31 @@ pub enum ParseError {
     ContentLength(String),
     #[error("body shorter than Content-Length ({have} < {want})")]
     ShortBody { have: usize, want: usize },
+    #[error("CR or LF outside a CRLF line end")]
+    BareLineBreak,
+    #[error("control character in {0}")]
+    ControlCharacter(String),
+    #[error("{0} appears more than once")]
+    DuplicateHeader(String),
+}
+
+/// Headers a message carries at most once (RFC 3261 §7.3.1, §20); a
+/// duplicate that repeats the same value is merged, one that differs makes
+/// the message ambiguous.
+const SINGULAR: &[&str] = &[
+    "Call-ID",
+    "CSeq",
+    "From",
+    "To",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
+];
+
+/// A control character other than HTAB (CR and LF included: inside a value
+/// they are never a line end).
+fn has_control(s: &str) -> bool {
+    s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +139,12 @@ pub fn header_end(buf: &[u8]) -> Option<usize> {
 fn header_lines(head: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, ParseError> {
     use std::borrow::Cow;
     let mut lines: Vec<Cow<'_, str>> = Vec::with_capacity(16);
-    for raw in head.split('\n') {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
+    for line in head.split("\r\n") {
+        // A CR or LF left after splitting on CRLF is a bare one: a header
+        // injected into a value, or a line end a peer reads otherwise.
+        if line.contains(['\r', '\n']) {
+            return Err(ParseError::BareLineBreak);
+        }
         if line.is_empty() {
             continue;
         }
@@ -141,13 +170,7 @@ impl SipMessage {
     pub fn parse(buf: &[u8], limits: ParseLimits) -> Result<Self, ParseError> {
         let (mut msg, end) = Self::parse_head(buf, limits)?;
         let rest = &buf[end..];
-        let body_len = match msg.header("Content-Length") {
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| ParseError::ContentLength(v.to_string()))?,
-            None => rest.len(),
-        };
+        let body_len = msg.content_length()?.unwrap_or(rest.len());
         if rest.len() < body_len {
             return Err(ParseError::ShortBody {
                 have: rest.len(),
@@ -179,9 +202,23 @@ impl SipMessage {
             if !is_token(name) {
                 return Err(bad());
             }
+            let value = value.trim();
+            if has_control(value) {
+                return Err(ParseError::ControlCharacter(name.to_string()));
+            }
+            if let Some(singular) = SINGULAR.iter().find(|s| name_is(name, s)) {
+                match headers
+                    .iter()
+                    .find(|h: &&Header| name_is(&h.name, singular))
+                {
+                    Some(first) if first.value == value => continue,
+                    Some(_) => return Err(ParseError::DuplicateHeader(singular.to_string())),
+                    None => {}
+                }
+            }
             headers.push(Header {
                 name: name.to_string(),
-                value: value.trim().to_string(),
+                value: value.to_string(),
             });
         }
         let msg = SipMessage {
@@ -190,6 +227,65 @@ impl SipMessage {
             body: Bytes::new(),
         };
         Ok((msg, end))
+    }
+
+    /// What a refused request still lets the host answer with: its start
+    /// line and the headers a response copies (Via, From, To, Call-ID,
+    /// CSeq), read leniently from a message the grammar refused. Only for
+    /// building the error response; never forwarded. `None` when those
+    /// are not there intact (no control characters) or it is no request.
+    pub fn answerable_head(buf: &[u8]) -> Option<SipMessage> {
+        let end = header_end(buf).unwrap_or(buf.len());
+        let text = String::from_utf8_lossy(&buf[..end]);
+        let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+        let start = parse_start_line(lines.next()?).ok()?;
+        if !matches!(start, StartLine::Request { .. }) {
+            return None;
+        }
+        let wanted = ["Via", "From", "To", "Call-ID", "CSeq"];
+        let mut headers = Vec::new();
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let (name, value) = (name.trim(), value.trim());
+            let Some(full) = wanted.iter().find(|w| name_is(name, w)) else {
+                continue;
+            };
+            if !is_token(name) || has_control(value) || value.contains('\u{fffd}') {
+                continue;
+            }
+            let singular = *full != "Via";
+            if singular && headers.iter().any(|h: &Header| name_is(&h.name, full)) {
+                continue;
+            }
+            headers.push(Header {
+                name: full.to_string(),
+                value: value.to_string(),
+            });
+        }
+        Some(SipMessage {
+            start,
+            headers,
+            body: Bytes::new(),
+        })
+    }
+
+    /// The body size Content-Length declares: digits only (no sign, no
+    /// space inside); `None` without the header. The stream framer reads
+    /// it through this too, so framer and parser agree on every boundary.
+    pub fn content_length(&self) -> Result<Option<usize>, ParseError> {
+        let Some(v) = self.header("Content-Length") else {
+            return Ok(None);
+        };
+        let digits = v.trim();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseError::ContentLength(digits.to_string()));
+        }
+        digits
+            .parse::<usize>()
+            .map(Some)
+            .map_err(|_| ParseError::ContentLength(digits.to_string()))
     }
 
     pub fn request(method: &str, uri: &str) -> Self {
@@ -362,6 +458,9 @@ impl SipMessage {
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     let bad = || ParseError::StartLine(line.chars().take(120).collect());
+    if has_control(line) {
+        return Err(ParseError::ControlCharacter("the start line".into()));
+    }
     if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
         if code.len() != 3 {

@@ -162,7 +162,7 @@ impl B2bua {
                     let mut r =
                         response_to(&head, status, crate::forward::reason(status), Some(&tag));
                     if !too_large {
-                        r.push_header("Warning", format!("399 escalator \"{error}\""));
+                        r.push_header("Warning", warning(&error));
                     }
                     self.entities.send_stateless(&source, &r);
                 }
@@ -198,7 +198,7 @@ impl B2bua {
             if msg.request_method() != Some(Method::Ack) && msg.top_via().is_some() {
                 let tag = crate::entities::dialog::new_tag();
                 let mut r = response_to(&msg, 400, "Bad Request", Some(&tag));
-                r.push_header("Warning", format!("399 escalator \"{problem}\""));
+                r.push_header("Warning", warning(&problem));
                 self.entities.send_stateless(&source, &r);
             }
             return;
@@ -268,4 +268,20 @@ impl B2bua {
             None => tracing::Span::none(),
         }
     }
+}
+
+/// A Warning header value (RFC 3261 §20.43) naming `problem`: code 399,
+/// the agent, and the text as a well-formed quoted string (no quotes,
+/// backslashes or control characters from the input inside).
+pub(crate) fn warning(problem: &str) -> String {
+    let text: String = problem
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    format!("399 escalator \"{text}\"")
 }

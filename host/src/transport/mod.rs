@@ -181,7 +181,16 @@ pub fn parse_inbound(data: &[u8], limits: Limits) -> Result<SipMessage, InboundE
                 Err(e) => Err(InboundError::Unparseable(e.to_string())),
             }
         }
-        Err(e) => Err(InboundError::Unparseable(e.to_string())),
+        // Refused by the grammar: answered 400 (when the request says enough
+        // to be answered), never forwarded.
+        Err(e) => match SipMessage::answerable_head(data) {
+            Some(head) => Err(InboundError::BadMessage {
+                head: Box::new(head),
+                error: e.to_string(),
+                too_large: false,
+            }),
+            None => Err(InboundError::Unparseable(e.to_string())),
+        },
     }
 }
 

@@ -112,6 +112,15 @@ impl Rig {
         self.logic.handle_inbound(udp(from), Ok(parsed));
     }
 
+    /// Bytes from alice as the transport reads them (the edge's grammar).
+    pub fn alice_sends_raw(&mut self, bytes: &[u8]) {
+        let read = escalator_host::transport::parse_inbound(
+            bytes,
+            escalator_host::transport::Limits::default(),
+        );
+        self.logic.handle_inbound(udp(ALICE), read);
+    }
+
     pub fn alice_sends(&mut self, msg: &SipMessage) {
         self.deliver(ALICE, msg)
     }
