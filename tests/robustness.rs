@@ -194,11 +194,53 @@ async fn oversized_tcp_stream_message_closes_only_that_connection() -> R {
     .await;
     let huge = OPTIONS.replace("Content-Length: 0", "Content-Length: 100000");
     rig.alice.send_raw(rig.host_for_alice, huge.as_bytes());
-    rig.alice.expect_silence(Duration::from_millis(300)).await?;
+    // Answered 513 on the connection before it closes (RFC 3261 §21.5.14).
+    rig.alice.expect_response(513).await?;
+    rig.bob.expect_silence(Duration::from_millis(300)).await?;
     // A new connection works.
     let mut rig2 = Rig::new(Proto::Tcp, Proto::Udp).await;
     rig2.alice.send_raw(rig2.host_for_alice, OPTIONS.as_bytes());
     rig2.bob.expect_request("OPTIONS").await?;
+    Ok(())
+}
+
+/// Request smuggling over TCP: a fold joins ` l: 0` to `Content-Length:
+/// 466`, and the body is a whole INVITE. The framer reads the head as the
+/// parser does, so the length is no number: 400 to the outer message, the
+/// connection closed, and nothing (least of all the smuggled INVITE)
+/// reaches the core. Another SIP version over TCP gets 505.
+#[tokio::test]
+async fn a_smuggled_request_over_tcp_gets_400_and_never_reaches_the_core() -> R {
+    let mut rig = Rig::new(Proto::Tcp, Proto::Udp).await;
+    let smuggled = "INVITE sip:smuggled@example.com SIP/2.0\r\n\
+Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKsmuggled\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:eve@example.com>;tag=s1\r\n\
+To: <sip:smuggled@example.com>\r\n\
+Call-ID: smuggled-1\r\n\
+CSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n";
+    let outer = OPTIONS.replace(
+        "Content-Length: 0\r\n",
+        &format!("Content-Length: {}\r\n l: 0\r\n", smuggled.len()),
+    ) + smuggled;
+    rig.alice.send_raw(rig.host_for_alice, outer.as_bytes());
+    let refused = rig.alice.expect_response(400).await?;
+    assert!(
+        refused
+            .header("Warning")
+            .unwrap_or_default()
+            .contains("Content-Length"),
+        "{}",
+        refused.summary()
+    );
+    rig.bob.expect_silence(Duration::from_millis(700)).await?;
+
+    let mut rig = Rig::new(Proto::Tcp, Proto::Udp).await;
+    let future = OPTIONS.replacen("SIP/2.0\r\n", "SIP/7.0\r\n", 1);
+    rig.alice.send_raw(rig.host_for_alice, future.as_bytes());
+    rig.alice.expect_response(505).await?;
+    rig.bob.expect_silence(Duration::from_millis(300)).await?;
     Ok(())
 }
 

@@ -142,6 +142,7 @@ pub fn reason(status: u16) -> &'static str {
         500 => "Server Internal Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        505 => "Version Not Supported",
         513 => "Message Too Large",
         603 => "Decline",
         _ => "Unknown",
@@ -149,7 +150,54 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// Check what a request must carry before a transaction can be made of it.
-pub fn validate_request(m: &SipMessage) -> Result<(), String> {
+/// Why a request is refused before anything is done with it: the status
+/// RFC 3261 names and the problem for the Warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub status: u16,
+    pub problem: String,
+}
+
+impl From<String> for Refused {
+    fn from(problem: String) -> Self {
+        Refused {
+            status: 400,
+            problem,
+        }
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(problem: &str) -> Self {
+        problem.to_string().into()
+    }
+}
+
+/// The Request-URI rules (RFC 3261 §8.2.2.1, §19.1.1): an absolute URI,
+/// no angle brackets, no headers (`?`) in a SIP URI; a scheme the host
+/// does not handle is 416.
+fn validate_request_uri(uri: &str) -> Result<(), Refused> {
+    if uri.contains(['<', '>']) {
+        return Err("Request-URI in angle brackets".into());
+    }
+    let scheme = uri.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("sip" | "sips") => {
+            if uri.contains('?') {
+                return Err("Request-URI with headers".into());
+            }
+            SipUri::parse(uri).ok_or("malformed Request-URI")?;
+            Ok(())
+        }
+        Some("tel") => Ok(()),
+        _ => Err(Refused {
+            status: 416,
+            problem: format!("unsupported URI scheme in {uri}"),
+        }),
+    }
+}
+
+pub fn validate_request(m: &SipMessage) -> Result<(), Refused> {
     let method = m.method().ok_or("not a request")?;
     let via = m.top_via().ok_or("missing or malformed Via")?;
     if via.branch().is_none_or(str::is_empty) {
@@ -166,9 +214,11 @@ pub fn validate_request(m: &SipMessage) -> Result<(), String> {
             .map_err(|_| "malformed Max-Forwards".to_string())?;
     }
     if let Some(uri) = m.request_uri() {
-        if uri.starts_with("sip:") || uri.starts_with("sips:") {
-            SipUri::parse(uri).ok_or("malformed Request-URI")?;
-        }
+        validate_request_uri(uri)?;
+    }
+    let star = m.header_values("Contact").iter().any(|c| c.trim() == "*");
+    if star && method != "REGISTER" {
+        return Err("Contact: * outside REGISTER".into());
     }
     Ok(())
 }
@@ -280,6 +330,7 @@ mod tests {
         let bad_cseq = INVITE.replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
         assert!(validate_request(&msg(&bad_cseq))
             .unwrap_err()
+            .problem
             .contains("CSeq"));
         let no_branch = INVITE.replace(";branch=z9hG4bKa", "");
         assert_eq!(

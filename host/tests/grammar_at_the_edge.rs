@@ -129,3 +129,55 @@ async fn a_repeated_singular_header_with_the_same_value_is_merged() {
     assert_eq!(lines(&sent), ["100/INVITE→alice", "INVITE→core"]);
     assert_eq!(sent[1].msg.header_values("Call-ID").len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn start_lines_and_request_uris_get_the_status_rfc_3261_names() {
+    let mut rig = Rig::new();
+    let start = "INVITE sip:bob@example.com SIP/2.0";
+    let cases: &[(&str, &str, &str)] = &[
+        ("INVITE <sip:bob@example.com> SIP/2.0", "", "400"),
+        (
+            "INVITE sip:bob@example.com?Route=%3Csip:evil%3E SIP/2.0",
+            "",
+            "400",
+        ),
+        ("INVITE foo:bob SIP/2.0", "", "416"),
+        ("INVITE sip:bob@example.com SIP/7.0", "", "505"),
+        ("INVITE  sip:bob@example.com SIP/2.0", "", "400"),
+        ("INVITE sip:bob@example.com SIP/2.0 ", "", "400"),
+        (start, "Contact: *\r\n", "400"),
+    ];
+    for (n, (line, extra, status)) in cases.iter().enumerate() {
+        let bytes = String::from_utf8(invite(300 + n, extra))
+            .unwrap()
+            .replacen(start, line, 1);
+        rig.alice_sends_raw(bytes.as_bytes());
+        let sent = rig.sent();
+        assert_eq!(
+            lines(&sent),
+            [format!("{status}/INVITE→alice")],
+            "{line:?} {extra:?}"
+        );
+    }
+    assert_eq!(rig.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_headers_and_bytes_that_are_not_utf8_get_400() {
+    let mut rig = Rig::new();
+    let many: String = (0..300).map(|i| format!("X-N{i}: {i}\r\n")).collect();
+    rig.alice_sends_raw(&invite(400, &many));
+    assert_eq!(
+        lines(&rig.sent()),
+        ["400/INVITE→alice"],
+        "more than max_headers"
+    );
+    let mut bytes = invite(401, "X-Name: caf\u{e9}\r\n");
+    let at = bytes
+        .windows(4)
+        .position(|w| w == "caf\u{e9}".as_bytes().get(..4).unwrap_or_default())
+        .expect("the value");
+    bytes[at + 3] = 0xff; // a byte that is no UTF-8
+    rig.alice_sends_raw(&bytes);
+    assert_eq!(lines(&rig.sent()), ["400/INVITE→alice"], "not UTF-8");
+}

@@ -115,30 +115,31 @@ fn broken_framing_keeps_headers_for_a_400() {
 }
 
 #[test]
-fn unparseable_start_lines_are_dropped() {
-    for (name, line) in [
-        ("badvers", "OPTIONS sip:t@example.com SIP/7.0"),
-        ("lwsruri", "OPTIONS  sip:t@example.com SIP/2.0"),
-        ("no version", "OPTIONS sip:t@example.com"),
+fn broken_start_lines_are_answered_not_dropped() {
+    // RFC 4475 §3.1.2.8 badvers: 505; lwsruri and a missing version: 400.
+    for (name, line, want) in [
+        ("badvers", "OPTIONS sip:t@example.com SIP/7.0", 505),
+        ("lwsruri", "OPTIONS  sip:t@example.com SIP/2.0", 400),
+        ("no version", "OPTIONS sip:t@example.com", 400),
     ] {
         let raw = crlf(&BASE.replace("OPTIONS sip:user@example.com SIP/2.0", line));
-        assert!(
-            matches!(
-                parse_inbound(raw.as_bytes(), Limits::default()),
-                Err(InboundError::Unparseable(_))
-            ),
-            "{name}"
-        );
+        match parse_inbound(raw.as_bytes(), Limits::default()) {
+            Err(InboundError::BadMessage { status, head, .. }) => {
+                assert_eq!(status, want, "{name}");
+                assert_eq!(head.call_id(), Some("torture@example.net"), "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
     }
 }
 
 #[test]
-fn unknown_request_uri_scheme_is_still_a_valid_request() {
-    // unkscm: routing decides (416 from the core side, passed on from clients).
+fn unknown_request_uri_scheme_gets_416() {
+    // RFC 4475 §3.3.4 unkscm: RFC 3261 §8.2.2.1 wants 416.
     let raw = crlf(&BASE.replace(
         "sip:user@example.com SIP",
         "nobodyknowsthisscheme:totallyopaque SIP",
     ));
     let m = parse_inbound(raw.as_bytes(), Limits::default()).unwrap();
-    assert!(validate_request(&m).is_ok());
+    assert_eq!(validate_request(&m).map_err(|r| r.status), Err(416));
 }

@@ -36,6 +36,12 @@ impl Framer {
         self.buf.extend_from_slice(data);
     }
 
+    /// The bytes not framed yet (after an error: the message refused, for
+    /// an answer before the connection closes).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// The next complete message, if the buffer holds one. After an error the
     /// stream cannot be resynchronised and the connection should be closed.
     pub fn next_message(&mut self) -> Result<Option<Bytes>, FramingError> {

@@ -26,6 +26,8 @@ pub enum ParseError {
     ControlCharacter(String),
     #[error("{0} appears more than once")]
     DuplicateHeader(String),
+    #[error("SIP version {0:?} not supported")]
+    Version(String),
 }
 
 /// Headers a message carries at most once (RFC 3261 §7.3.1, §20); a
@@ -238,10 +240,17 @@ impl SipMessage {
         let end = header_end(buf).unwrap_or(buf.len());
         let text = String::from_utf8_lossy(&buf[..end]);
         let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-        let start = parse_start_line(lines.next()?).ok()?;
-        if !matches!(start, StartLine::Request { .. }) {
+        // Loosely: a method token first, whatever follows (extra spaces, a
+        // bad Request-URI or version are what is being refused).
+        let first = lines.next()?;
+        let method = first.split_whitespace().next()?;
+        if !is_token(method) || method.starts_with("SIP/") || has_control(method) {
             return None;
         }
+        let start = StartLine::Request {
+            method: method.to_string(),
+            uri: String::new(),
+        };
         let wanted = ["Via", "From", "To", "Call-ID", "CSeq"];
         let mut headers = Vec::new();
         for line in lines {
@@ -481,8 +490,16 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     else {
         return Err(bad());
     };
-    if !is_token(method) || uri.is_empty() || !version.eq_ignore_ascii_case("SIP/2.0") {
+    if !is_token(method) || uri.is_empty() {
         return Err(bad());
+    }
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return Err(match version.strip_prefix("SIP/") {
+            Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+                ParseError::Version(version.to_string())
+            }
+            _ => bad(),
+        });
     }
     Ok(StartLine::Request {
         method: method.to_string(),

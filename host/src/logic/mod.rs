@@ -151,17 +151,16 @@ impl B2bua {
             Err(InboundError::BadMessage {
                 head,
                 error,
-                too_large,
+                status,
             }) => {
                 m::parse_error(source.proto);
                 warn!(%source, %error, "malformed message");
                 let is_ack = head.request_method() == Some(Method::Ack);
                 if head.is_request() && !is_ack && head.top_via().is_some() {
-                    let status = if too_large { 513 } else { 400 };
                     let tag = crate::entities::dialog::new_tag();
                     let mut r =
                         response_to(&head, status, crate::forward::reason(status), Some(&tag));
-                    if !too_large {
+                    if status != 513 {
                         r.push_header("Warning", warning(&error));
                     }
                     self.entities.send_stateless(&source, &r);
@@ -192,12 +191,13 @@ impl B2bua {
     }
 
     fn on_request(&mut self, msg: SipMessage, source: Target) {
-        if let Err(problem) = validate_request(&msg) {
+        if let Err(refused) = validate_request(&msg) {
             m::parse_error(source.proto);
-            warn!(%source, %problem, request = %msg.summary(), "invalid request");
+            let (status, problem) = (refused.status, refused.problem);
+            warn!(%source, %problem, status, request = %msg.summary(), "invalid request");
             if msg.request_method() != Some(Method::Ack) && msg.top_via().is_some() {
                 let tag = crate::entities::dialog::new_tag();
-                let mut r = response_to(&msg, 400, "Bad Request", Some(&tag));
+                let mut r = response_to(&msg, status, crate::forward::reason(status), Some(&tag));
                 r.push_header("Warning", warning(&problem));
                 self.entities.send_stateless(&source, &r);
             }

@@ -101,11 +101,14 @@ impl LocalAddrs {
 
 #[derive(Debug)]
 pub enum InboundError {
-    /// Headers parsed, but the message is still broken (body framing, size).
+    /// Refused by the grammar, or broken in its body or size; `head` is
+    /// what the host can answer from (a lenient reading when the grammar
+    /// refused the header section itself), `status` the answer RFC 3261
+    /// names (400, 505 for another SIP version, 513 too large).
     BadMessage {
         head: Box<SipMessage>,
         error: String,
-        too_large: bool,
+        status: u16,
     },
     /// Nothing usable could be parsed.
     Unparseable(String),
@@ -162,7 +165,7 @@ pub fn parse_inbound(data: &[u8], limits: Limits) -> Result<SipMessage, InboundE
             Ok((head, _)) => InboundError::BadMessage {
                 head: Box::new(head),
                 error: format!("message of {} bytes exceeds limit", data.len()),
-                too_large: true,
+                status: 513,
             },
             Err(e) => {
                 InboundError::Unparseable(format!("oversized message ({} bytes): {e}", data.len()))
@@ -176,7 +179,7 @@ pub fn parse_inbound(data: &[u8], limits: Limits) -> Result<SipMessage, InboundE
                 Ok((head, _)) => Err(InboundError::BadMessage {
                     head: Box::new(head),
                     error: e.to_string(),
-                    too_large: false,
+                    status: 400,
                 }),
                 Err(e) => Err(InboundError::Unparseable(e.to_string())),
             }
@@ -186,16 +189,35 @@ pub fn parse_inbound(data: &[u8], limits: Limits) -> Result<SipMessage, InboundE
         Err(e) => match SipMessage::answerable_head(data) {
             Some(head) => Err(InboundError::BadMessage {
                 head: Box::new(head),
+                status: if matches!(e, ParseError::Version(_)) {
+                    505
+                } else {
+                    400
+                },
                 error: e.to_string(),
-                too_large: false,
             }),
             None => Err(InboundError::Unparseable(e.to_string())),
         },
     }
 }
 
-pub(crate) fn framing_error(e: FramingError) -> InboundError {
-    InboundError::Unparseable(format!("stream framing: {e}"))
+/// A framing error on a stream: answered (400, 505, or 513 when too
+/// large) when the refused message says enough to be answered; the
+/// connection closes after it either way.
+pub(crate) fn framing_error(e: FramingError, buffered: &[u8]) -> InboundError {
+    let status = match &e {
+        FramingError::TooLarge(_) => 513,
+        FramingError::Malformed(ParseError::Version(_)) => 505,
+        _ => 400,
+    };
+    match SipMessage::answerable_head(buffered) {
+        Some(head) => InboundError::BadMessage {
+            head: Box::new(head),
+            error: format!("stream framing: {e}"),
+            status,
+        },
+        None => InboundError::Unparseable(format!("stream framing: {e}")),
+    }
 }
 
 /// A message queued on a TCP connection, with the token to report on failure.

@@ -12,6 +12,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection whose stream broke stays open for the answer to
+/// the message that broke it.
+const ANSWER_GRACE: Duration = Duration::from_millis(500);
 
 pub(super) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
@@ -178,10 +181,16 @@ async fn run_connection(
                     let ev = TransportEvent::Inbound(Inbound {
                         source: source.clone(),
                         local,
-                        message: Err(framing_error(e)),
+                        message: Err(framing_error(e, framer.buffered())),
                         received,
                     });
                     let _ = shared.events.send(ev).await;
+                    // The stream cannot be read on, but the answer to the
+                    // refused message (400, 505, 513) leaves on it first.
+                    tokio::select! {
+                        _ = tokio::time::sleep(ANSWER_GRACE) => {}
+                        _ = shared.cancel.cancelled() => {}
+                    }
                     break 'read;
                 }
             };
