@@ -98,8 +98,10 @@ pub fn replaces(outcome: &'static str) {
     metrics::counter!(REPLACES, "outcome" => outcome).increment(1);
 }
 
-pub fn parse_error(proto: Proto) {
-    metrics::counter!(PARSE_ERRORS, "transport" => proto.to_string()).increment(1);
+/// A message refused at the edge, by transport and the problem's name.
+pub fn parse_error(proto: Proto, reason: &'static str) {
+    metrics::counter!(PARSE_ERRORS, "transport" => proto.to_string(), "reason" => reason)
+        .increment(1);
 }
 
 /// Install the Prometheus exporter with its HTTP listener.

@@ -181,3 +181,43 @@ async fn too_many_headers_and_bytes_that_are_not_utf8_get_400() {
     rig.alice_sends_raw(&bytes);
     assert_eq!(lines(&rig.sent()), ["400/INVITE→alice"], "not UTF-8");
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_refusal_is_counted_by_its_reason() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshots = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let mut rig = Rig::new();
+    rig.alice_sends_raw(&invite(500, "X-A: ok\rInjected: yes\r\n"));
+    rig.alice_sends_raw(&invite(501, "Content-Length: 13\r\n"));
+    let scheme = String::from_utf8(invite(502, "")).unwrap().replacen(
+        "sip:bob@example.com SIP",
+        "foo:bob SIP",
+        1,
+    );
+    rig.alice_sends_raw(scheme.as_bytes());
+    rig.sent();
+    let mut reasons: Vec<(String, u64)> = snapshots
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "escalator_sip_parse_errors_total")
+        .filter_map(|(k, _, _, v)| {
+            let reason = k.key().labels().find(|l| l.key() == "reason")?;
+            match v {
+                DebugValue::Counter(n) => Some((reason.value().to_string(), n)),
+                _ => None,
+            }
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("bare-line-break".to_string(), 1),
+            ("duplicate-header".to_string(), 1),
+            ("uri-scheme".to_string(), 1)
+        ]
+    );
+}

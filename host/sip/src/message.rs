@@ -30,6 +30,25 @@ pub enum ParseError {
     Version(String),
 }
 
+impl ParseError {
+    /// A short, fixed name of the problem (a metric label).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ParseError::NoHeaderEnd => "no-header-end",
+            ParseError::NotUtf8 => "not-utf8",
+            ParseError::StartLine(_) => "start-line",
+            ParseError::HeaderLine(_) => "header-line",
+            ParseError::TooManyHeaders(_) => "too-many-headers",
+            ParseError::ContentLength(_) => "content-length",
+            ParseError::ShortBody { .. } => "short-body",
+            ParseError::BareLineBreak => "bare-line-break",
+            ParseError::ControlCharacter(_) => "control-character",
+            ParseError::DuplicateHeader(_) => "duplicate-header",
+            ParseError::Version(_) => "version",
+        }
+    }
+}
+
 /// Headers a message carries at most once (RFC 3261 §7.3.1, §20); a
 /// duplicate that repeats the same value is merged, one that differs makes
 /// the message ambiguous.

@@ -152,8 +152,9 @@ impl B2bua {
                 head,
                 error,
                 status,
+                reason,
             }) => {
-                m::parse_error(source.proto);
+                m::parse_error(source.proto, reason);
                 warn!(%source, %error, "malformed message");
                 let is_ack = head.request_method() == Some(Method::Ack);
                 if head.is_request() && !is_ack && head.top_via().is_some() {
@@ -167,7 +168,7 @@ impl B2bua {
                 }
             }
             Err(InboundError::Unparseable(error)) => {
-                m::parse_error(source.proto);
+                m::parse_error(source.proto, "unparseable");
                 warn!(%source, %error, "dropping unparseable message");
             }
         }
@@ -192,7 +193,14 @@ impl B2bua {
 
     fn on_request(&mut self, msg: SipMessage, source: Target) {
         if let Err(refused) = validate_request(&msg) {
-            m::parse_error(source.proto);
+            m::parse_error(
+                source.proto,
+                if refused.status == 416 {
+                    "uri-scheme"
+                } else {
+                    "invalid-request"
+                },
+            );
             let (status, problem) = (refused.status, refused.problem);
             warn!(%source, %problem, status, request = %msg.summary(), "invalid request");
             if msg.request_method() != Some(Method::Ack) && msg.top_via().is_some() {

@@ -109,6 +109,8 @@ pub enum InboundError {
         head: Box<SipMessage>,
         error: String,
         status: u16,
+        /// The problem's fixed name (`escalator_sip_parse_errors_total`).
+        reason: &'static str,
     },
     /// Nothing usable could be parsed.
     Unparseable(String),
@@ -166,6 +168,7 @@ pub fn parse_inbound(data: &[u8], limits: Limits) -> Result<SipMessage, InboundE
                 head: Box::new(head),
                 error: format!("message of {} bytes exceeds limit", data.len()),
                 status: 513,
+                reason: "too-large",
             },
             Err(e) => {
                 InboundError::Unparseable(format!("oversized message ({} bytes): {e}", data.len()))
@@ -180,6 +183,7 @@ pub fn parse_inbound(data: &[u8], limits: Limits) -> Result<SipMessage, InboundE
                     head: Box::new(head),
                     error: e.to_string(),
                     status: 400,
+                    reason: e.label(),
                 }),
                 Err(e) => Err(InboundError::Unparseable(e.to_string())),
             }
@@ -195,6 +199,7 @@ pub fn parse_inbound(data: &[u8], limits: Limits) -> Result<SipMessage, InboundE
                     400
                 },
                 error: e.to_string(),
+                reason: e.label(),
             }),
             None => Err(InboundError::Unparseable(e.to_string())),
         },
@@ -210,11 +215,17 @@ pub(crate) fn framing_error(e: FramingError, buffered: &[u8]) -> InboundError {
         FramingError::Malformed(ParseError::Version(_)) => 505,
         _ => 400,
     };
+    let reason = match &e {
+        FramingError::TooLarge(_) => "too-large",
+        FramingError::NoContentLength => "no-content-length",
+        FramingError::Malformed(p) => p.label(),
+    };
     match SipMessage::answerable_head(buffered) {
         Some(head) => InboundError::BadMessage {
             head: Box::new(head),
             error: format!("stream framing: {e}"),
             status,
+            reason,
         },
         None => InboundError::Unparseable(format!("stream framing: {e}")),
     }
