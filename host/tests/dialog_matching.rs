@@ -6,7 +6,7 @@
 mod support;
 use bytes::Bytes;
 use escalator_host::sip::SipMessage;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::DebuggingRecorder;
 use support::*;
 
 /// An established call alice → host → core; returns alice's side.
@@ -58,7 +58,7 @@ async fn a_request_with_another_from_tag_gets_481_and_never_reaches_the_core() {
     }
     assert_eq!(rig.calls(), 1, "the call is untouched");
     assert_eq!(
-        mismatches(&snapshots),
+        counted_by(&snapshots, "escalator_dialog_mismatches_total", "method"),
         [
             ("BYE".into(), 1),
             ("MESSAGE".into(), 1),
@@ -70,25 +70,6 @@ async fn a_request_with_another_from_tag_gets_481_and_never_reaches_the_core() {
     let m = alice.request("MESSAGE", "real");
     rig.alice_sends(&m);
     assert_eq!(lines(&rig.sent()), ["MESSAGE→core"]);
-}
-
-/// `escalator_dialog_mismatches_total` per method label, sorted.
-fn mismatches(snapshots: &Snapshotter) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = snapshots
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| key.key().name() == "escalator_dialog_mismatches_total")
-        .filter_map(|(key, _, _, value)| {
-            let method = key.key().labels().find(|l| l.key() == "method")?;
-            match value {
-                DebugValue::Counter(n) => Some((method.value().to_string(), n)),
-                _ => None,
-            }
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[tokio::test(start_paused = true)]

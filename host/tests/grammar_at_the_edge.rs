@@ -184,7 +184,7 @@ async fn too_many_headers_and_bytes_that_are_not_utf8_get_400() {
 
 #[tokio::test(start_paused = true)]
 async fn each_refusal_is_counted_by_its_reason() {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::debugging::DebuggingRecorder;
     let recorder = DebuggingRecorder::new();
     let snapshots = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
@@ -198,20 +198,7 @@ async fn each_refusal_is_counted_by_its_reason() {
     );
     rig.alice_sends_raw(scheme.as_bytes());
     rig.sent();
-    let mut reasons: Vec<(String, u64)> = snapshots
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, ..)| k.key().name() == "escalator_sip_parse_errors_total")
-        .filter_map(|(k, _, _, v)| {
-            let reason = k.key().labels().find(|l| l.key() == "reason")?;
-            match v {
-                DebugValue::Counter(n) => Some((reason.value().to_string(), n)),
-                _ => None,
-            }
-        })
-        .collect();
-    reasons.sort();
+    let reasons = counted_by(&snapshots, "escalator_sip_parse_errors_total", "reason");
     assert_eq!(
         reasons,
         [

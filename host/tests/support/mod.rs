@@ -339,3 +339,27 @@ pub fn unproxied(resp: &SipMessage) -> SipMessage {
     }
     m
 }
+
+/// The counter `name` per value of its label `label`, sorted (from a
+/// metrics-util debugging recorder's snapshotter).
+pub fn counted_by(
+    snapshots: &metrics_util::debugging::Snapshotter,
+    name: &str,
+    label: &str,
+) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = snapshots
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .filter_map(|(key, _, _, value)| {
+            let l = key.key().labels().find(|l| l.key() == label)?;
+            match value {
+                metrics_util::debugging::DebugValue::Counter(n) => Some((l.value().to_string(), n)),
+                _ => None,
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
