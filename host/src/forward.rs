@@ -45,8 +45,10 @@ pub fn copy_end_to_end(from: &SipMessage, to: &mut SipMessage, keep_contact: boo
 /// Whether `msg` lists `option` (e.g. `replaces`) in Supported (or its
 /// compact form `k`).
 pub fn supports(msg: &SipMessage, option: &str) -> bool {
-    msg.header_values("Supported")
+    msg.headers
         .iter()
+        .filter(|h| name_is(&h.name, "Supported"))
+        .flat_map(|h| h.value.split(','))
         .any(|v| v.trim().eq_ignore_ascii_case(option))
 }
 
@@ -180,16 +182,17 @@ fn validate_request_uri(uri: &str) -> Result<(), Refused> {
     if uri.contains(['<', '>']) {
         return Err("Request-URI in angle brackets".into());
     }
-    let scheme = uri.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("sip" | "sips") => {
+    let scheme = uri.split_once(':').map_or("", |(s, _)| s);
+    let is = |name: &str| scheme.eq_ignore_ascii_case(name);
+    match () {
+        _ if is("sip") || is("sips") => {
             if uri.contains('?') {
                 return Err("Request-URI with headers".into());
             }
             SipUri::parse(uri).ok_or("malformed Request-URI")?;
             Ok(())
         }
-        Some("tel") => Ok(()),
+        _ if is("tel") => Ok(()),
         _ => Err(Refused {
             status: 416,
             problem: format!("unsupported URI scheme in {uri}"),
@@ -216,7 +219,10 @@ pub fn validate_request(m: &SipMessage) -> Result<(), Refused> {
     if let Some(uri) = m.request_uri() {
         validate_request_uri(uri)?;
     }
-    let star = m.header_values("Contact").iter().any(|c| c.trim() == "*");
+    let star = m
+        .headers
+        .iter()
+        .any(|h| name_is(&h.name, "Contact") && h.value.trim() == "*");
     if star && method != "REGISTER" {
         return Err("Contact: * outside REGISTER".into());
     }

@@ -62,10 +62,21 @@ const SINGULAR: &[&str] = &[
     "Content-Type",
 ];
 
+/// Which of [`SINGULAR`] header name `name` denotes (full or compact form).
+fn singular_index(name: &str) -> Option<usize> {
+    // Lengths of the full names, and the compact forms (i, f, t, l, c).
+    if !matches!(name.len(), 1 | 2 | 4 | 7 | 12 | 14) {
+        return None;
+    }
+    SINGULAR.iter().position(|s| name_is(name, s))
+}
+
 /// A control character other than HTAB (CR and LF included: inside a value
-/// they are never a line end).
+/// they are never a line end). Without an early exit, so the compiler can
+/// run it over many bytes at once: lines are short and almost always clean.
 fn has_control(s: &str) -> bool {
-    s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    s.bytes()
+        .fold(false, |bad, b| bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,11 +171,28 @@ pub fn header_end(buf: &[u8]) -> Option<usize> {
 fn header_lines(head: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, ParseError> {
     use std::borrow::Cow;
     let mut lines: Vec<Cow<'_, str>> = Vec::with_capacity(16);
-    for line in head.split("\r\n") {
-        // A CR or LF left after splitting on CRLF is a bare one: a header
-        // injected into a value, or a line end a peer reads otherwise.
-        if line.contains(['\r', '\n']) {
+    for raw in head.split('\n') {
+        // Every line ends with CRLF; a CR anywhere else, or an LF without
+        // its CR, is a bare line break (an injected header, or a line end a
+        // peer reads otherwise). One pass over the bytes also refuses the
+        // other control characters (HTAB is allowed).
+        let Some(line) = raw.strip_suffix('\r') else {
+            if raw.is_empty() {
+                continue; // after the final CRLF
+            }
             return Err(ParseError::BareLineBreak);
+        };
+        if has_control(line) {
+            let b = line
+                .bytes()
+                .find(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+                .unwrap_or_default();
+            return Err(if b == b'\r' {
+                ParseError::BareLineBreak
+            } else {
+                let name = line.split(':').next().unwrap_or_default();
+                ParseError::ControlCharacter(name.chars().take(40).collect())
+            });
         }
         if line.is_empty() {
             continue;
@@ -213,6 +241,7 @@ impl SipMessage {
         let first = it.next().ok_or(ParseError::NoHeaderEnd)?;
         let start = parse_start_line(first)?;
         let mut headers = Vec::with_capacity((lines.len() - 1).min(limits.max_headers));
+        let mut first_singular = [None; SINGULAR.len()];
         for line in it {
             if headers.len() >= limits.max_headers {
                 return Err(ParseError::TooManyHeaders(limits.max_headers));
@@ -224,17 +253,13 @@ impl SipMessage {
                 return Err(bad());
             }
             let value = value.trim();
-            if has_control(value) {
-                return Err(ParseError::ControlCharacter(name.to_string()));
-            }
-            if let Some(singular) = SINGULAR.iter().find(|s| name_is(name, s)) {
-                match headers
-                    .iter()
-                    .find(|h: &&Header| name_is(&h.name, singular))
-                {
-                    Some(first) if first.value == value => continue,
-                    Some(_) => return Err(ParseError::DuplicateHeader(singular.to_string())),
-                    None => {}
+            if let Some(k) = singular_index(name) {
+                match first_singular[k] {
+                    Some(at) if headers.get(at).is_some_and(|h: &Header| h.value == value) => {
+                        continue
+                    }
+                    Some(_) => return Err(ParseError::DuplicateHeader(SINGULAR[k].to_string())),
+                    None => first_singular[k] = Some(headers.len()),
                 }
             }
             headers.push(Header {
@@ -486,9 +511,6 @@ impl SipMessage {
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     let bad = || ParseError::StartLine(line.chars().take(120).collect());
-    if has_control(line) {
-        return Err(ParseError::ControlCharacter("the start line".into()));
-    }
     if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
         if code.len() != 3 {
