@@ -50,3 +50,25 @@ async fn a_second_re_invite_before_the_first_is_answered_gets_500_with_retry_aft
         .expect("a Retry-After in seconds");
     assert!(after <= 10, "{after}");
 }
+
+/// The host's re-INVITE on a leg timed out (no answer for 64×T1): the
+/// leg has no INVITE pending any more, so a later re-INVITE from the core
+/// is relayed, not answered 491.
+#[tokio::test(start_paused = true)]
+async fn after_the_hosts_re_invite_timed_out_a_new_one_is_no_glare() {
+    let mut rig = Rig::new();
+    let (mut alice, at_core) = established_call(&mut rig, "glare3");
+    rig.alice_sends(&alice.request("INVITE", "re1"));
+    rig.sent();
+    rig.run_for(std::time::Duration::from_secs(40)).await;
+    let sent = rig.sent();
+    assert!(
+        lines(&sent).contains(&"408/INVITE→alice".to_string()),
+        "{:?}",
+        lines(&sent)
+    );
+    rig.core_sends(&core_request(&at_core, "c1", "INVITE", 1));
+    let sent = lines(&rig.sent());
+    assert!(sent.contains(&"INVITE→alice".to_string()), "{sent:?}");
+    assert!(!sent.iter().any(|l| l.starts_with("491")), "{sent:?}");
+}

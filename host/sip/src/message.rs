@@ -75,8 +75,9 @@ fn singular_index(name: &str) -> Option<usize> {
 /// they are never a line end). Without an early exit, so the compiler can
 /// run it over many bytes at once: lines are short and almost always clean.
 fn has_control(s: &str) -> bool {
-    s.bytes()
-        .fold(false, |bad, b| bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f))
+    s.bytes().fold(false, |bad, b| {
+        bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -763,6 +763,7 @@ impl Entities {
                 Action::Terminated => {
                     if let Some(c) = self.table.remove_client(id) {
                         if c.tx.is_invite() {
+                            self.invite_over(c.leg, id);
                             self.forget_ack(c.leg);
                         }
                     }
@@ -917,12 +918,24 @@ impl Entities {
         }
     }
 
+    /// The INVITE of client transaction `id` on `leg` is over, answered or
+    /// not: the leg has no INVITE of the host's pending any more (a later
+    /// re-INVITE from the far end is no glare).
+    fn invite_over(&mut self, leg: Option<LegId>, id: ClientTxId) {
+        if let Some(l) = leg.and_then(|l| self.calls.leg_mut(l)) {
+            if l.invite_client == Some(id) {
+                l.invite_client = None;
+            }
+        }
+    }
+
     fn on_client_timeout(&mut self, id: ClientTxId) {
         let Some(info) = self.info(id) else {
             return;
         };
         let failed = self.table.client(id).is_some_and(|c| c.transport_failed);
         warn!(method = %info.method, transport_failed = failed, "no response from {}", info.target);
+        self.invite_over(info.leg, id);
         match info.kind {
             ClientKind::LocalBye => {
                 if let Some(l) = info.leg {
