@@ -148,6 +148,12 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// New calls beyond this many active calls are refused with 503.
     pub max_calls: usize,
+    /// Overload: a new request outside a dialog (INVITE, MESSAGE,
+    /// OPTIONS, ...) that waited longer than this in the host's queue is
+    /// answered 503 with Retry-After instead of being handled, so the host
+    /// catches up; requests in a dialog and responses are never shed.
+    /// 0 turns shedding off.
+    pub shed_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -215,6 +221,7 @@ impl Default for LimitsConfig {
             max_message_bytes: d.max_message_bytes,
             max_headers: d.max_headers,
             max_calls: 1_000_000,
+            shed_after_ms: 200,
         }
     }
 }

@@ -59,6 +59,8 @@ pub async fn start_with(cfg: &Config, builtins: Builtins) -> anyhow::Result<Host
         max_calls: cfg.limits.max_calls,
         replaces_from_clients: cfg.core.replaces_from_clients,
         pins,
+        shed_after: (cfg.limits.shed_after_ms > 0)
+            .then(|| Duration::from_millis(cfg.limits.shed_after_ms)),
     };
     let stats = Arc::new(Stats::new(count));
     let plugins = Arc::new(PluginSet::load(&cfg.plugins, &builtins).context("loading plugins")?);

@@ -21,6 +21,9 @@ pub const DIALOG_MISMATCHES: &str = "escalator_dialog_mismatches_total";
 /// supports it), `performed` / `refused-by-client` (done for a legacy
 /// client), or why refused (`no-dialog`, `from-client`, ...).
 pub const REPLACES: &str = "escalator_replaces_total";
+/// New requests answered 503 because they waited too long in the host's
+/// queue (overload), by method.
+pub const SHED: &str = "escalator_overload_shed_total";
 /// Datagrams the kernel dropped on a full UDP receive buffer, per socket.
 pub const UDP_RECEIVE_DROPS: &str = "escalator_udp_receive_drops_total";
 /// From reading a message off the socket to the end of its handling in the
@@ -92,6 +95,10 @@ pub fn count_out(msg: &SipMessage) {
 /// A request claimed a dialog that is not its own (`method` as label).
 pub fn dialog_mismatch(method: &str) {
     metrics::counter!(DIALOG_MISMATCHES, "method" => known_method(method)).increment(1);
+}
+
+pub fn shed(method: &str) {
+    metrics::counter!(SHED, "method" => known_method(method)).increment(1);
 }
 
 pub fn replaces(outcome: &'static str) {

@@ -25,6 +25,7 @@ pub struct CoreSettings {
     pub max_calls: usize,
     pub replaces_from_clients: bool,
     pub pins: Arc<crate::shard::Pins>,
+    pub shed_after: Option<Duration>,
 }
 
 /// Live counts over all shards, readable from outside the core (tests,
@@ -131,6 +132,7 @@ impl Core {
             max_calls: settings.max_calls,
             replaces_from_clients: settings.replaces_from_clients,
             pins: settings.pins,
+            shed_after: settings.shed_after,
         };
         let everywhere = stats.clone();
         let logic = B2bua::new(
@@ -274,6 +276,6 @@ fn on_inbound(logic: &mut B2bua, inbound: Inbound) {
         received,
         ..
     } = inbound;
-    logic.handle_inbound(source, message);
+    logic.handle_inbound_waited(source, message, received.elapsed());
     metrics::histogram!(m::INBOUND_HANDLING).record(received.elapsed().as_secs_f64());
 }

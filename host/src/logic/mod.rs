@@ -30,7 +30,7 @@ use crate::transport::{InboundError, LocalAddrs, Target};
 use plugins::PluginRef;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tracing::warn;
+use tracing::{debug, warn};
 
 pub use plugins::HookOutcome;
 
@@ -44,6 +44,8 @@ pub struct LogicSettings {
     pub replaces_from_clients: bool,
     /// Call-IDs routed to a shard by exception (shared with the inbox).
     pub pins: Arc<crate::shard::Pins>,
+    /// See [`crate::config::LimitsConfig::shed_after_ms`].
+    pub shed_after: Option<std::time::Duration>,
 }
 
 /// Logic's own timers, scheduled through the entities' timer queue.
@@ -132,6 +134,29 @@ impl B2bua {
     }
 
     // ----- input -----
+
+    /// A message that waited `waited` in the host's queue: a new request
+    /// outside a dialog is shed (503 + Retry-After) when that is longer
+    /// than `shed_after`; everything else is handled.
+    pub fn handle_inbound_waited(
+        &mut self,
+        source: Target,
+        message: Result<SipMessage, InboundError>,
+        waited: std::time::Duration,
+    ) {
+        if let Ok(msg) = &message {
+            if self.settings.shed_after.is_some_and(|bound| waited > bound) && sheddable(msg) {
+                m::count_in(msg);
+                m::shed(msg.method().unwrap_or_default());
+                debug!(%source, waited_ms = waited.as_millis() as u64, request = %msg.summary(), "overload: shed");
+                let tag = crate::entities::dialog::new_tag();
+                let mut r = response_to(msg, 503, "Service Unavailable", Some(&tag));
+                r.push_header("Retry-After", "2");
+                return self.entities.send_stateless(&source, &r);
+            }
+        }
+        self.handle_inbound(source, message)
+    }
 
     /// A message (or what could be read of it) from `source`.
     pub fn handle_inbound(&mut self, source: Target, message: Result<SipMessage, InboundError>) {
@@ -292,4 +317,14 @@ pub(crate) fn warning(problem: &str) -> String {
         })
         .collect();
     format!("399 escalator \"{text}\"")
+}
+
+/// A request the host may shed under overload: one that starts something
+/// (outside a dialog), answerable (a Via), and not an ACK or CANCEL (they
+/// finish what was started).
+fn sheddable(msg: &SipMessage) -> bool {
+    msg.is_request()
+        && msg.to_tag().is_none()
+        && msg.top_via().is_some()
+        && !matches!(msg.request_method(), Some(Method::Ack | Method::Cancel))
 }

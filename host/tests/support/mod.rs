@@ -90,6 +90,7 @@ impl Rig {
             max_calls: 1000,
             replaces_from_clients: false,
             pins: Arc::default(),
+            shed_after: Some(Duration::from_millis(200)),
         };
         let locals = LocalAddrs {
             udp: vec![addr(HOST)],
