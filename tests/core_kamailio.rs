@@ -317,20 +317,12 @@ async fn tcp_bob_calls_alice_both_behind_the_host() -> R {
     session(Proto::Tcp, Bob::BehindTheHost, Caller::Bob).await
 }
 
-const FRESH_OFFER: &str = "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/fresh-a1;tcp\r\n";
+use escalator_testkit::sdp::FRESH_OFFER;
 
 /// The escalation plugin, with alice's client as the legacy one and the
 /// factory of example.com at the core.
 fn escalation_plugin() -> escalator_host::config::PluginConfig {
-    let dir = std::env::temp_dir().join(format!(
-        "escalator-kamailio-e2e-{}-{}",
-        std::process::id(),
-        escalator_host::dialog::random_token(8)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let policy = dir.join("policy.toml");
-    std::fs::write(
-        &policy,
+    escalator_e2e::escalation_plugin(
         "version = \"kamailio-e2e\"\n\n[[legacy.rules]]\nname = \"old-test-clients\"\n\
          verdict = \"legacy\"\nuser_agent = \"^escalator-test-ua/alice\"\n\n\
          [triggers.custom]\nmethod = \"INFO\"\ncontent_type = \"application/vnd.example.add-user\"\n\
@@ -338,15 +330,7 @@ fn escalation_plugin() -> escalator_host::config::PluginConfig {
          [domains.\"example.com\"]\nfactory_uri = \"sip:conference-factory@example.com\"\n\
          max_group_size = 6\n",
     )
-    .expect("policy file");
-    escalator_e2e::plugin_config(
-        "escalator-escalation",
-        &format!(
-            "policy = \"{}\"\nanswer_timeout_ms = 5000",
-            policy.display()
-        ),
-        10,
-    )
+    .0
 }
 
 /// Escalation with a record-routing core between the host and everyone

@@ -2,7 +2,7 @@
 //! session through the host; "core" is the operator side, where both bob
 //! (the peer) and the conference focus live, told apart by Request-URI.
 
-use escalator_e2e::{loopback, plugin_config, Established, Rig, SDP_ANSWER, SDP_OFFER};
+use escalator_e2e::{loopback, Established, Rig, SDP_ANSWER, SDP_OFFER};
 use escalator_escalation::multipart;
 use escalator_host::sip::SipMessage;
 use escalator_host::transport::Proto;
@@ -10,8 +10,7 @@ use std::time::Duration;
 
 type R = anyhow::Result<()>;
 
-const FRESH_OFFER: &str = "v=0\r\no=alice 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:7654/fresh-a1;tcp\r\n";
-const CONF_SDP: &str = "v=0\r\no=focus 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 9000 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:9000/conf-9;tcp\r\n";
+use escalator_testkit::sdp::{CONFERENCE as CONF_SDP, FRESH_OFFER};
 
 fn policy(extra: &str) -> String {
     format!(
@@ -48,19 +47,7 @@ async fn rig_with_path(
     policy_text: &str,
     tweak: impl FnOnce(&mut escalator_host::config::Config),
 ) -> (Rig, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "escalator-e2e-{}-{}",
-        std::process::id(),
-        escalator_host::dialog::random_token(8)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, policy_text).expect("policy file");
-    let plugin = plugin_config(
-        "escalator-escalation",
-        &format!("policy = \"{}\"\nanswer_timeout_ms = 5000", path.display()),
-        10,
-    );
+    let (plugin, path) = escalator_e2e::escalation_plugin(policy_text);
     let mut rig = Rig::with(Proto::Udp, Proto::Udp, loopback(), move |c| {
         c.plugins = vec![plugin];
         tweak(c);

@@ -121,37 +121,8 @@ pub fn response_to(
     r
 }
 
-/// The standard reason phrase for a status code.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Trying",
-        180 => "Ringing",
-        183 => "Session Progress",
-        200 => "OK",
-        202 => "Accepted",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        416 => "Unsupported URI Scheme",
-        481 => "Call/Transaction Does Not Exist",
-        482 => "Loop Detected",
-        483 => "Too Many Hops",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        491 => "Request Pending",
-        500 => "Server Internal Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        505 => "Version Not Supported",
-        513 => "Message Too Large",
-        603 => "Decline",
-        _ => "Unknown",
-    }
-}
+pub use crate::sip::status::reason;
 
-/// Check what a request must carry before a transaction can be made of it.
 /// Why a request is refused before anything is done with it: the status
 /// RFC 3261 names and the problem for the Warning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,22 +155,23 @@ fn validate_request_uri(uri: &str) -> Result<(), Refused> {
     }
     let scheme = uri.split_once(':').map_or("", |(s, _)| s);
     let is = |name: &str| scheme.eq_ignore_ascii_case(name);
-    match () {
-        _ if is("sip") || is("sips") => {
-            if uri.contains('?') {
-                return Err("Request-URI with headers".into());
-            }
-            SipUri::parse(uri).ok_or("malformed Request-URI")?;
-            Ok(())
+    if is("sip") || is("sips") {
+        if uri.contains('?') {
+            return Err("Request-URI with headers".into());
         }
-        _ if is("tel") => Ok(()),
-        _ => Err(Refused {
+        SipUri::parse(uri).ok_or("malformed Request-URI")?;
+        Ok(())
+    } else if is("tel") {
+        Ok(())
+    } else {
+        Err(Refused {
             status: 416,
             problem: format!("unsupported URI scheme in {uri}"),
-        }),
+        })
     }
 }
 
+/// Check what a request must carry before a transaction can be made of it.
 pub fn validate_request(m: &SipMessage) -> Result<(), Refused> {
     let method = m.method().ok_or("not a request")?;
     let via = m.top_via().ok_or("missing or malformed Via")?;

@@ -13,7 +13,7 @@ use escalator_testkit::ua::{TestUa, UaDialog};
 use std::net::SocketAddr;
 
 /// The focus's answer (its media description).
-pub const CONF_SDP: &str = "v=0\r\no=focus 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 9000 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=path:msrp://127.0.0.1:9000/conf-9;tcp\r\n";
+pub const CONF_SDP: &str = escalator_testkit::sdp::CONFERENCE;
 
 /// When the focus answers the creator's INVITE.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -46,6 +46,28 @@ pub fn plugin_config(
     }
 }
 
+/// The escalation plugin's `[[plugins]]` entry (answer timeout 5 s) with
+/// `policy_text` written to a policy file of its own under the temporary
+/// directory; returns the entry and the file's path (tests rewrite it).
+pub fn escalation_plugin(
+    policy_text: &str,
+) -> (escalator_host::config::PluginConfig, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "escalator-e2e-{}-{}",
+        std::process::id(),
+        escalator_host::dialog::random_token(8)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, policy_text).expect("policy file");
+    let plugin = plugin_config(
+        "escalator-escalation",
+        &format!("policy = \"{}\"\nanswer_timeout_ms = 5000", path.display()),
+        10,
+    );
+    (plugin, path)
+}
+
 pub fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("literal address")
 }

@@ -11,6 +11,7 @@ pub mod header;
 pub mod message;
 pub mod method;
 pub mod replaces;
+pub mod status;
 pub mod uri;
 
 pub use header::{NameAddr, Via};

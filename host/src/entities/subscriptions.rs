@@ -14,7 +14,6 @@
 //! | package, no id | none | unknown (481) |
 
 use super::ids::LegId;
-pub use crate::sip::event::{event_of, with_event_id};
 use serde::{Deserialize, Serialize};
 
 /// One relayed subscription, seen from the leg that holds the map.

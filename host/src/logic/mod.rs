@@ -149,10 +149,7 @@ impl B2bua {
                 m::count_in(msg);
                 m::shed(msg.method().unwrap_or_default());
                 debug!(%source, waited_ms = waited.as_millis() as u64, request = %msg.summary(), "overload: shed");
-                let tag = crate::entities::dialog::new_tag();
-                let mut r = response_to(msg, 503, "Service Unavailable", Some(&tag));
-                r.push_header("Retry-After", "2");
-                return self.entities.send_stateless(&source, &r);
+                return self.refuse(&source, msg, 503, Some(("Retry-After", "2".into())));
             }
         }
         self.handle_inbound(source, message)
@@ -181,15 +178,10 @@ impl B2bua {
             }) => {
                 m::parse_error(source.proto, reason);
                 warn!(%source, %error, "malformed message");
-                let is_ack = head.request_method() == Some(Method::Ack);
-                if head.is_request() && !is_ack && head.top_via().is_some() {
-                    let tag = crate::entities::dialog::new_tag();
-                    let mut r =
-                        response_to(&head, status, crate::forward::reason(status), Some(&tag));
-                    if status != 513 {
-                        r.push_header("Warning", warning(&error));
-                    }
-                    self.entities.send_stateless(&source, &r);
+                if head.is_request() {
+                    // 513 names its problem in its status alone.
+                    let warned = (status != 513).then(|| ("Warning", warning(&error)));
+                    self.refuse(&source, &head, status, warned);
                 }
             }
             Err(InboundError::Unparseable(error)) => {
@@ -228,15 +220,30 @@ impl B2bua {
             );
             let (status, problem) = (refused.status, refused.problem);
             warn!(%source, %problem, status, request = %msg.summary(), "invalid request");
-            if msg.request_method() != Some(Method::Ack) && msg.top_via().is_some() {
-                let tag = crate::entities::dialog::new_tag();
-                let mut r = response_to(&msg, status, crate::forward::reason(status), Some(&tag));
-                r.push_header("Warning", warning(&problem));
-                self.entities.send_stateless(&source, &r);
-            }
-            return;
+            return self.refuse(&source, &msg, status, Some(("Warning", warning(&problem))));
         }
         self.entities.handle_request(msg, source);
+    }
+
+    /// Answer request `req` from `source` with `status` (and `header`),
+    /// statelessly, before any transaction exists (an ACK, or a request
+    /// without a Via to answer to, gets nothing).
+    fn refuse(
+        &mut self,
+        source: &Target,
+        req: &SipMessage,
+        status: u16,
+        header: Option<(&str, String)>,
+    ) {
+        if req.request_method() == Some(Method::Ack) || req.top_via().is_none() {
+            return;
+        }
+        let tag = crate::entities::dialog::new_tag();
+        let mut r = response_to(req, status, crate::forward::reason(status), Some(&tag));
+        if let Some((name, value)) = header {
+            r.push_header(name, value);
+        }
+        self.entities.send_stateless(source, &r);
     }
 
     /// Everything the entities raised, in order (handling one may raise more).

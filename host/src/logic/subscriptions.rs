@@ -9,9 +9,10 @@
 
 use super::B2bua;
 use crate::entities::ids::{ClientTxId, LegId, ServerTxId};
-use crate::entities::subscriptions::{event_of, with_event_id, Lookup, Relayed};
+use crate::entities::subscriptions::{Lookup, Relayed};
 use crate::entities::ClientInfo;
 use crate::forward::reason;
+use crate::sip::event::{event_of, with_event_id};
 use crate::sip::{Method, SipMessage};
 use tracing::{debug, warn};
 

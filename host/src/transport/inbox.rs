@@ -47,9 +47,11 @@ impl CoreInbox {
         if let Some(shard) = self.pins.get(call_id) {
             return shard;
         }
-        let replaced = (m.method() == Some("INVITE") && m.to_tag().is_none())
+        // Replaces is rare: looked for before the To tag is parsed.
+        let replaced = (m.method() == Some("INVITE"))
             .then(|| m.header("Replaces"))
             .flatten()
+            .filter(|_| m.to_tag().is_none())
             .and_then(|r| r.split(';').next())
             .map(str::trim)
             .filter(|c| !c.is_empty());

@@ -17,6 +17,7 @@
 use crate::flow::{refer_notify as notify, render, text_message as message, Refusal, Report};
 use crate::trigger::Trigger;
 use escalator_plugin_api::{Action, Event};
+use escalator_sip::status::reason;
 use escalator_sip::SipMessage;
 
 /// A call whose client is in a conference the plugin made.
@@ -223,21 +224,6 @@ impl Addition {
             }
         }
         actions
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200..=299 => "OK",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        420 => "Bad Extension",
-        480 => "Temporarily Unavailable",
-        486 => "Busy Here",
-        488 => "Not Acceptable Here",
-        503 => "Service Unavailable",
-        _ => "Failed",
     }
 }
 
