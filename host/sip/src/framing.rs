@@ -22,13 +22,24 @@ pub enum FramingError {
 pub struct Framer {
     buf: BytesMut,
     max_message: usize,
+    limits: ParseLimits,
+}
+
+/// One message cut from the stream: its bytes, and the message the parser
+/// read from them while cutting (no second parse needed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framed {
+    pub raw: Bytes,
+    pub message: SipMessage,
 }
 
 impl Framer {
-    pub fn new(max_message: usize) -> Self {
+    /// `limits`: the parser's, so that framer and parser refuse the same.
+    pub fn new(max_message: usize, limits: ParseLimits) -> Self {
         Self {
             buf: BytesMut::with_capacity(4096),
             max_message,
+            limits,
         }
     }
 
@@ -44,7 +55,7 @@ impl Framer {
 
     /// The next complete message, if the buffer holds one. After an error the
     /// stream cannot be resynchronised and the connection should be closed.
-    pub fn next_message(&mut self) -> Result<Option<Bytes>, FramingError> {
+    pub fn next_message(&mut self) -> Result<Option<Framed>, FramingError> {
         // CRLF keep-alives (RFC 5626 section 3.5.1) between messages.
         while self.buf.starts_with(b"\r\n") {
             self.buf.advance(2);
@@ -58,7 +69,7 @@ impl Framer {
         // The parser's own reading of the head (folding, compact forms, one
         // Content-Length, digits only): what the framer cuts is what the
         // parser reads.
-        let (head, _) = SipMessage::parse_head(&self.buf[..head_len], ParseLimits::default())?;
+        let (mut head, _) = SipMessage::parse_head(&self.buf[..head_len], self.limits)?;
         let body_len = head
             .content_length()?
             .ok_or(FramingError::NoContentLength)?;
@@ -71,7 +82,9 @@ impl Framer {
         if self.buf.len() < total {
             return Ok(None);
         }
-        Ok(Some(self.buf.split_to(total).freeze()))
+        let raw = self.buf.split_to(total).freeze();
+        head.body = raw.slice(head_len..);
+        Ok(Some(Framed { raw, message: head }))
     }
 }
 
@@ -83,26 +96,26 @@ mod tests {
     fn frames_split_and_coalesced_messages() {
         let one = "OPTIONS sip:a SIP/2.0\r\nl: 3\r\n\r\nabc";
         let two = "OPTIONS sip:b SIP/2.0\r\nContent-Length: 0\r\n\r\n";
-        let mut f = Framer::new(1000);
+        let mut f = Framer::new(1000, ParseLimits::default());
         f.push(b"\r\n\r\n");
         f.push(&one.as_bytes()[..10]);
         assert_eq!(f.next_message(), Ok(None));
         f.push(&one.as_bytes()[10..]);
         f.push(two.as_bytes());
-        assert_eq!(f.next_message().unwrap().unwrap(), one.as_bytes());
-        assert_eq!(f.next_message().unwrap().unwrap(), two.as_bytes());
+        assert_eq!(f.next_message().unwrap().unwrap().raw, one.as_bytes());
+        assert_eq!(f.next_message().unwrap().unwrap().raw, two.as_bytes());
         assert_eq!(f.next_message(), Ok(None));
     }
 
     #[test]
     fn enforces_limits_and_content_length() {
-        let mut f = Framer::new(64);
+        let mut f = Framer::new(64, ParseLimits::default());
         f.push(b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 100\r\n\r\n");
         assert_eq!(f.next_message(), Err(FramingError::TooLarge(64)));
-        let mut f = Framer::new(64);
+        let mut f = Framer::new(64, ParseLimits::default());
         f.push(&[b'x'; 65]);
         assert_eq!(f.next_message(), Err(FramingError::TooLarge(64)));
-        let mut f = Framer::new(1000);
+        let mut f = Framer::new(1000, ParseLimits::default());
         f.push(b"OPTIONS sip:a SIP/2.0\r\n\r\n");
         assert_eq!(f.next_message(), Err(FramingError::NoContentLength));
     }
@@ -115,7 +128,7 @@ mod tests {
         let outer = format!(
             "INVITE sip:a@example.com SIP/2.0\r\nContent-Length: 466\r\n l: 0\r\n\r\n{smuggled}"
         );
-        let mut f = Framer::new(4096);
+        let mut f = Framer::new(4096, ParseLimits::default());
         f.push(outer.as_bytes());
         assert!(matches!(
             f.next_message(),
@@ -131,19 +144,23 @@ mod tests {
             ("CONTENT-LENGTH: 3", "abc"),
         ] {
             let msg = format!("MESSAGE sip:a SIP/2.0\r\n{head}\r\n\r\n{body}NEXT");
-            let mut f = Framer::new(4096);
+            let mut f = Framer::new(4096, ParseLimits::default());
             f.push(msg.as_bytes());
-            let framed = f.next_message().unwrap().unwrap();
-            let parsed = SipMessage::parse(&framed, ParseLimits::default()).unwrap();
+            let Framed { raw, message } = f.next_message().unwrap().unwrap();
+            let parsed = SipMessage::parse(&raw, ParseLimits::default()).unwrap();
             assert_eq!(&parsed.body[..], body.as_bytes(), "{head}");
             assert_eq!(
-                framed.len(),
+                message, parsed,
+                "{head}: the framer's reading is the parser's"
+            );
+            assert_eq!(
+                raw.len(),
                 msg.len() - 4,
                 "{head}: the next message starts at NEXT"
             );
         }
         for bad in ["l: +3", "l: 3\r\nContent-Length: 4", "l: 3 3"] {
-            let mut f = Framer::new(4096);
+            let mut f = Framer::new(4096, ParseLimits::default());
             f.push(format!("MESSAGE sip:a SIP/2.0\r\n{bad}\r\n\r\nabcd").as_bytes());
             assert!(
                 matches!(f.next_message(), Err(FramingError::Malformed(_))),

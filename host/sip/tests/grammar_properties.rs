@@ -9,7 +9,7 @@
 //!   (what the host forwards re-parses under the same grammar) and carry
 //!   no CR, LF or control byte inside a line.
 
-use escalator_sip::framing::Framer;
+use escalator_sip::framing::{Framed, Framer};
 use escalator_sip::message::{ParseLimits, SipMessage};
 use proptest::prelude::*;
 
@@ -71,17 +71,18 @@ proptest! {
         let mut stream = msg.clone();
         stream.extend_from_slice(NEXT);
         let cut = cut.min(stream.len());
-        let mut f = Framer::new(64 * 1024);
+        let mut f = Framer::new(64 * 1024, ParseLimits::default());
         f.push(&stream[..cut]);
         let mut first = f.next_message();
         f.push(&stream[cut..]);
         if let Ok(None) = first {
             first = f.next_message();
         }
-        if let Ok(Some(framed)) = first {
+        if let Ok(Some(Framed { raw: framed, message })) = first {
             let parsed = SipMessage::parse(&framed, ParseLimits::default());
             prop_assert!(parsed.is_ok(), "framed but unparseable: {:?}", parsed);
             let parsed = parsed.unwrap();
+            prop_assert_eq!(&message, &parsed, "the framer's reading is the parser's");
             let declared = parsed.content_length().unwrap().unwrap();
             prop_assert_eq!(parsed.body.len(), declared, "the parser reads what was framed");
             let head_len = framed.len() - declared;
@@ -92,7 +93,7 @@ proptest! {
             let rest = &stream[framed.len()..];
             if rest.starts_with(b"OPTIONS") {
                 let next = f.next_message();
-                prop_assert!(matches!(&next, Ok(Some(n)) if n.starts_with(b"OPTIONS sip:next")), "{:?}", next);
+                prop_assert!(matches!(&next, Ok(Some(n)) if n.raw.starts_with(b"OPTIONS sip:next")), "{:?}", next);
             }
         }
     }

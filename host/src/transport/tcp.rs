@@ -1,6 +1,5 @@
 use super::{
-    framing_error, parse_inbound, ConnEntry, ConnId, Inbound, Outgoing, Proto, Shared, Target,
-    TransportEvent,
+    framing_error, ConnEntry, ConnId, Inbound, Outgoing, Proto, Shared, Target, TransportEvent,
 };
 use crate::sip::framing::Framer;
 use bytes::Bytes;
@@ -160,7 +159,12 @@ async fn run_connection(
             }
         }
     });
-    let mut framer = Framer::new(shared.limits.max_message_bytes);
+    let mut framer = Framer::new(
+        shared.limits.max_message_bytes,
+        crate::sip::message::ParseLimits {
+            max_headers: shared.limits.max_headers,
+        },
+    );
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
         let n = tokio::select! {
@@ -174,7 +178,8 @@ async fn run_connection(
         framer.push(&buf[..n]);
         loop {
             let message = match framer.next_message() {
-                Ok(Some(raw)) => parse_inbound(&raw, shared.limits),
+                // Parsed while framed, with the same grammar and limits.
+                Ok(Some(framed)) => Ok(framed.message),
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(%remote, error = %e, "closing tcp connection");
