@@ -2,28 +2,15 @@
 //! against the host: every call completes, both hops of each are timed,
 //! and the host holds no call afterwards.
 
-use escalator_host::config::Config;
-use escalator_host::host;
+use escalator_e2e::{free_udp_port, host_toward};
 use escalator_loadgen::schedule::Arrivals;
 use escalator_loadgen::{run, Settings};
-use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
-
-fn free_udp_port() -> SocketAddr {
-    let probe = UdpSocket::bind("127.0.0.1:0").expect("bind probe");
-    probe.local_addr().expect("probe address")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paced_calls_through_the_host_all_complete_and_are_timed_per_hop() -> anyhow::Result<()> {
     let server = free_udp_port();
-    let mut cfg = Config::default();
-    cfg.listen.udp = vec!["127.0.0.1:0".parse()?];
-    cfg.listen.tcp = vec![];
-    cfg.core.address = server;
-    cfg.core.transport = "udp".into();
-    cfg.runtime.shards = 3;
-    let host = host::start(&cfg).await?;
+    let host = host_toward(server, 3).await?;
     let target = host.udp_addr().expect("UDP listener");
     let calls = 120;
     let report = tokio::task::spawn_blocking(move || {

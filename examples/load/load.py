@@ -14,6 +14,8 @@ transaction-stateful proxy (kamailio.cfg), measured in the same run.
   python3 examples/load/load.py --check 6000 --repeat 3   # pass/fail at one fixed rate
   python3 examples/load/load.py --escalation-core 200 --repeat 2   # escalations, both
             parties behind the host, through Kamailio
+  python3 examples/load/load.py --flood 45000 --repeat 1   # 5 s of new calls at 45000/s,
+            overload control on and off, an established call's MESSAGEs meanwhile
   python3 examples/load/load.py --core 3000 --repeat 3   # through Kamailio as the core
             (examples/core/kamailio.cfg): the UAS registered at Kamailio, and the
             hairpin (the UAS registered through the host), beside the direct path
@@ -113,7 +115,7 @@ def start_uas(transport):
     return p, p_port
 
 
-def start_escalator(transport, uas_port, plugin=False, binary=None, core_ip=CORE):
+def start_escalator(transport, uas_port, plugin=False, binary=None, core_ip=CORE, limits=""):
     host_port = port()
     cfg = os.path.join(WORK, f"escalator-{host_port}.toml")
     text = (
@@ -123,6 +125,8 @@ def start_escalator(transport, uas_port, plugin=False, binary=None, core_ip=CORE
         f'[metrics]\nlisten = "{HOST}:{host_port + 1000}"\n'
         f'[runtime]\nshards = {SHARDS}\n'
     )
+    if limits:
+        text += "[limits]\n" + limits
     if RECEIVERS and binary is None:
         text = text.replace("[core]", f"udp_receivers = {RECEIVERS}\n[core]", 1)
     if plugin:
@@ -646,6 +650,45 @@ def escalation_load(calls):
     stop(uas)
 
 
+OVERLOAD_OFF = "shed_after_ms = 0\nnew_request_queue = 0\nshed_at_socket_fill_percent = 0\n"
+
+
+def metric_total(addr, name):
+    """The sum of a counter's series on the host's metrics endpoint."""
+    try:
+        text = urllib.request.urlopen(METRICS[addr], timeout=5).read().decode()
+    except (OSError, KeyError):
+        return float("nan")
+    return sum(float(v) for v in re.findall(rf'^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$', text, re.M))
+
+
+def flood(rate, seconds=5, repeat=1):
+    """New calls at RATE for SECONDS (escalator-loadgen --flood) while one
+    established call sends a MESSAGE every 100 ms, then 200 calls/s for 3 s:
+    the host with its overload control (defaults) and without, turn about."""
+    for r in range(repeat):
+        for label, limits in (("overload control on", ""), ("overload control off", OVERLOAD_OFF)):
+            server_port = port()
+            host, addr = start_escalator("udp", server_port, limits=limits)
+            out = subprocess.run([LOADGEN, "--target", addr, "--server", f"{CORE}:{server_port}",
+                                  "--rate", str(rate), "--calls", "1", "--flood", str(seconds),
+                                  "--after-rate", "200", "--after", "3", "--linger", "40"],
+                                 capture_output=True, text=True, check=False).stdout
+            drops = metric_total(addr, "escalator_udp_receive_drops_total")
+            shed = metric_total(addr, "escalator_overload_shed_total")
+            stop(host)
+            for line in out.splitlines():
+                if not line.startswith("result"):
+                    print(f"  {line}")
+            result = dict(kv.split("=", 1) for kv in out.split("result ", 1)[-1].split() if "=" in kv)
+            print(f"flood {rate}/s for {seconds} s, {label}: answered {result.get('answered_pct')} % "
+                  f"(relayed {result.get('relayed')}, shed {result.get('shed')}, unanswered {result.get('unanswered')}); "
+                  f"MESSAGEs {result.get('probes_ok')}/{result.get('probes')} answered 200, "
+                  f"{result.get('probes_retransmitted')} retransmitted, p50 {result.get('probe_p50_ms')} ms, "
+                  f"max {result.get('probe_max_ms')} ms; full service {result.get('recovered_ms')} ms after; "
+                  f"host: {shed:.0f} shed, {drops:.0f} datagrams dropped by the kernel", flush=True)
+
+
 def main():
     global PIN, SHARDS, GENERATORS, ARRIVALS, BASELINE, TARGETS, BIN, RECEIVERS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -662,6 +705,8 @@ def main():
     ap.add_argument("--check", type=int, metavar="RATE",
                     help="only whether each target passes this fixed rate, --repeat times")
     ap.add_argument("--repeat", type=int, default=3, metavar="N")
+    ap.add_argument("--flood", type=int, metavar="RATE",
+                    help="only a flood of new calls at RATE for 5 s, with overload control on and off")
     ap.add_argument("--core", type=int, metavar="RATE",
                     help="only calls through Kamailio as the core (and the hairpin) at this rate, --repeat times")
     ap.add_argument("--shards", type=int, default=0, metavar="N",
@@ -701,6 +746,8 @@ def main():
             escalation_load(args.escalation)
         elif args.latency:
             latency_only(args.latency)
+        elif args.flood:
+            flood(args.flood, repeat=args.repeat)
         elif args.core:
             through_core(args.core, args.repeat)
         elif args.escalation_core:

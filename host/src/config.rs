@@ -154,6 +154,17 @@ pub struct LimitsConfig {
     /// catches up; requests in a dialog and responses are never shed.
     /// 0 turns shedding off.
     pub shed_after_ms: u64,
+    /// Overload: new requests outside a dialog that may wait per core
+    /// shard (the shard reads calls in progress first). One more is
+    /// answered 503 with Retry-After by the transport itself, before the
+    /// socket's buffer overflows and the kernel drops calls in progress
+    /// with it. 0: no bound of its own; the socket waits for room.
+    pub new_request_queue: usize,
+    /// Overload: a UDP receive loop that finds more than this share (%) of
+    /// its socket's receive buffer taken answers the new requests it reads
+    /// 503 with Retry-After at once, so the buffer never overflows onto
+    /// calls in progress (Linux; elsewhere ignored). 0: never.
+    pub shed_at_socket_fill_percent: u32,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -222,6 +233,8 @@ impl Default for LimitsConfig {
             max_headers: d.max_headers,
             max_calls: 1_000_000,
             shed_after_ms: 200,
+            new_request_queue: 256,
+            shed_at_socket_fill_percent: 25,
         }
     }
 }
@@ -396,6 +409,8 @@ impl Config {
             max_headers: self.limits.max_headers,
             udp_receive_buffer: self.listen.udp_receive_buffer,
             udp_receivers: self.listen.udp_receivers,
+            shed_at_socket_fill: (self.limits.shed_at_socket_fill_percent > 0)
+                .then_some(self.limits.shed_at_socket_fill_percent),
         }
     }
 }

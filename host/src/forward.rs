@@ -4,7 +4,6 @@ use crate::sip::message::name_is;
 use crate::sip::uri::host_port;
 use crate::sip::{NameAddr, SipMessage, SipUri, Via};
 use crate::transport::Proto;
-use bytes::Bytes;
 use std::net::SocketAddr;
 
 /// Headers each leg owns; they are built per leg and never copied across.
@@ -79,48 +78,7 @@ pub fn contact_value(proto: Proto, local: SocketAddr) -> String {
     }
 }
 
-/// A response to `request` with its Via, From, To, Call-ID and CSeq; `to_tag`
-/// is added when the request's To has none (RFC 3261 section 8.2.6.2); a
-/// 101–299 to a request outside a dialog also copies its Record-Route.
-pub fn response_to(
-    request: &SipMessage,
-    status: u16,
-    reason: &str,
-    to_tag: Option<&str>,
-) -> SipMessage {
-    let mut r = SipMessage::response(status, reason);
-    for v in request.header_values("Via") {
-        r.push_header("Via", v);
-    }
-    if let Some(v) = request.header("From") {
-        r.push_header("From", v);
-    }
-    if let Some(v) = request.header("To") {
-        let to = match (NameAddr::parse(v), to_tag) {
-            (Some(na), Some(tag)) if na.tag().is_none() && status > 100 => {
-                na.with_tag(tag).to_string()
-            }
-            _ => v.to_string(),
-        };
-        r.push_header("To", to);
-    }
-    for name in ["Call-ID", "CSeq"] {
-        if let Some(v) = request.header(name) {
-            r.push_header(name, v);
-        }
-    }
-    // RFC 3261 §12.1.1: a response that can set up a dialog carries the
-    // request's Record-Route, in order, so the far side learns its route set.
-    let out_of_dialog = request.to_tag().is_none();
-    if out_of_dialog && (101..300).contains(&status) {
-        for v in request.header_values("Record-Route") {
-            r.push_header("Record-Route", v);
-        }
-    }
-    r.set_body(Bytes::new());
-    r
-}
-
+pub use crate::sip::response::response_to;
 pub use crate::sip::status::reason;
 
 /// Why a request is refused before anything is done with it: the status

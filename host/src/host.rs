@@ -38,14 +38,21 @@ pub async fn start_with(cfg: &Config, builtins: Builtins) -> anyhow::Result<Host
     cfg.validate()?;
     let count = cfg.shard_count();
     let (queues, inboxes): (Vec<_>, Vec<_>) = (0..count)
-        .map(|_| mpsc::channel(16 * 1024 / count.min(16)))
+        .map(|_| crate::transport::lanes(16 * 1024 / count.min(16), cfg.limits.new_request_queue))
         .unzip();
     let pins = Arc::new(crate::shard::Pins::default());
+    let shed_after =
+        (cfg.limits.shed_after_ms > 0).then(|| Duration::from_millis(cfg.limits.shed_after_ms));
     let transport = Transport::bind(
         &cfg.listen.udp,
         &cfg.listen.tcp,
         cfg.transport_limits(),
-        CoreInbox::sharded(queues, pins.clone()),
+        CoreInbox::sharded(
+            queues,
+            pins.clone(),
+            cfg.limits.new_request_queue > 0,
+            shed_after,
+        ),
     )
     .await
     .context("starting transports")?;
@@ -59,8 +66,7 @@ pub async fn start_with(cfg: &Config, builtins: Builtins) -> anyhow::Result<Host
         max_calls: cfg.limits.max_calls,
         replaces_from_clients: cfg.core.replaces_from_clients,
         pins,
-        shed_after: (cfg.limits.shed_after_ms > 0)
-            .then(|| Duration::from_millis(cfg.limits.shed_after_ms)),
+        shed_after,
     };
     let stats = Arc::new(Stats::new(count));
     let plugins = Arc::new(PluginSet::load(&cfg.plugins, &builtins).context("loading plugins")?);
@@ -104,7 +110,7 @@ pub async fn start_with(cfg: &Config, builtins: Builtins) -> anyhow::Result<Host
 fn spawn_shard(
     index: usize,
     core: Core,
-    inbox: mpsc::Receiver<crate::transport::TransportEvent>,
+    inbox: crate::transport::LaneReceivers,
     control: mpsc::Receiver<Control>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let dispatch = tracing::dispatcher::get_default(|d| d.clone());

@@ -21,9 +21,15 @@ pub const DIALOG_MISMATCHES: &str = "escalator_dialog_mismatches_total";
 /// supports it), `performed` / `refused-by-client` (done for a legacy
 /// client), or why refused (`no-dialog`, `from-client`, ...).
 pub const REPLACES: &str = "escalator_replaces_total";
-/// New requests answered 503 because they waited too long in the host's
-/// queue (overload), by method.
+/// New requests answered 503 under overload, by method and `stage`:
+/// `socket` (read from a UDP socket whose buffer was filling up), `edge`
+/// (the shard's queue of new requests was full; both answered by the
+/// transport) or `queue` (it waited longer than `shed_after_ms`).
 pub const SHED: &str = "escalator_overload_shed_total";
+/// `stage` values of [`SHED`].
+pub const SHED_AT_SOCKET: &str = "socket";
+pub const SHED_AT_EDGE: &str = "edge";
+pub const SHED_IN_QUEUE: &str = "queue";
 /// Datagrams the kernel dropped on a full UDP receive buffer, per socket.
 pub const UDP_RECEIVE_DROPS: &str = "escalator_udp_receive_drops_total";
 /// From reading a message off the socket to the end of its handling in the
@@ -97,8 +103,8 @@ pub fn dialog_mismatch(method: &str) {
     metrics::counter!(DIALOG_MISMATCHES, "method" => known_method(method)).increment(1);
 }
 
-pub fn shed(method: &str) {
-    metrics::counter!(SHED, "method" => known_method(method)).increment(1);
+pub fn shed(method: &str, stage: &'static str) {
+    metrics::counter!(SHED, "method" => known_method(method), "stage" => stage).increment(1);
 }
 
 pub fn replaces(outcome: &'static str) {

@@ -72,6 +72,24 @@ pub fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("literal address")
 }
 
+/// A free UDP address on loopback (bound once, then released).
+pub fn free_udp_port() -> SocketAddr {
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind probe");
+    probe.local_addr().expect("probe address")
+}
+
+/// A host on loopback, UDP only, with `shards` core shards, whose core is
+/// `server` (a load generator's server side).
+pub async fn host_toward(server: SocketAddr, shards: usize) -> anyhow::Result<HostHandle> {
+    let mut cfg = Config::default();
+    cfg.listen.udp = vec![loopback()];
+    cfg.listen.tcp = vec![];
+    cfg.core.address = server;
+    cfg.core.transport = "udp".into();
+    cfg.runtime.shards = shards;
+    host::start(&cfg).await
+}
+
 impl Rig {
     pub async fn new(alice_proto: Proto, bob_proto: Proto) -> Rig {
         Rig::with(alice_proto, bob_proto, loopback(), |_| {}).await

@@ -6,6 +6,7 @@
 //! same messages as `examples/load/uac.xml` and `core-uas.xml`, and can be
 //! the server too, so it times both hops with one clock. UDP only.
 
+pub mod flood;
 pub mod messages;
 pub mod record;
 pub mod schedule;
@@ -80,7 +81,27 @@ impl Report {
 fn bind(addr: SocketAddr) -> Result<UdpSocket, LoadError> {
     let socket = UdpSocket::bind(addr).map_err(|source| LoadError::Bind { addr, source })?;
     socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+    large_receive_buffer(&socket);
     Ok(socket)
+}
+
+/// Asks for a 4 MiB receive buffer (the kernel caps it at rmem_max), so
+/// the generator's own socket does not drop what a flood brings back and
+/// retransmit for it: the drops measured must be the target's.
+fn large_receive_buffer(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let bytes: libc::c_int = 4 << 20;
+    // SAFETY: SO_RCVBUF takes a c_int whose size is passed; the descriptor
+    // is the socket's own, open for the call.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// Runs the calls and waits for them to end (or to time out).

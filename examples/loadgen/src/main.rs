@@ -1,9 +1,11 @@
 //! `escalator-loadgen`: paced calls through a target, timed per hop.
+//! Flood mode (`--flood SECONDS`): see `flood.rs`.
 //! Example (the host on 127.0.0.2:5060 with its core at 127.0.0.3:5080):
 //!   escalator-loadgen --target 127.0.0.2:5060 --server 127.0.0.3:5080 --rate 2750 --calls 11000
 
 use anyhow::Context;
 use clap::Parser;
+use escalator_loadgen::flood::FloodSettings;
 use escalator_loadgen::record::{per_ms, percentile};
 use escalator_loadgen::schedule::Arrivals;
 use escalator_loadgen::{run, Settings};
@@ -38,6 +40,88 @@ struct Args {
     /// Seconds to wait for calls still in progress after the last one started.
     #[arg(long, default_value_t = 40)]
     linger: u64,
+    /// Flood mode: new calls at --rate for this many seconds (evenly), then
+    /// at --after-rate for --after seconds, while one established call sends
+    /// a MESSAGE every --probe-ms; --server is required, --calls ignored.
+    #[arg(long, value_name = "SECONDS")]
+    flood: Option<f64>,
+    #[arg(long, default_value_t = 100.0)]
+    after_rate: f64,
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    after: f64,
+    #[arg(long, default_value_t = 100)]
+    probe_ms: u64,
+}
+
+fn flood(args: &Args, seconds: f64) -> anyhow::Result<ExitCode> {
+    let server = args.server.context("--flood needs --server")?;
+    let r = escalator_loadgen::flood::flood(&FloodSettings {
+        target: args.target,
+        server,
+        rate: args.rate,
+        duration: Duration::from_secs_f64(seconds),
+        after_rate: args.after_rate,
+        after: Duration::from_secs_f64(args.after),
+        probe_every: Duration::from_millis(args.probe_ms),
+        linger: Duration::from_secs(args.linger),
+    })
+    .with_context(|| format!("flood against {}", args.target))?;
+    let f = r.flood;
+    println!(
+        "loadgen: flood of {} new calls at {}/s for {seconds} s: {} relayed ({:.0}/s), {} shed 503+Retry-After, \
+         {} other final, {} unanswered: {:.1} % answered",
+        f.sent,
+        args.rate,
+        f.relayed,
+        r.relayed_per_s,
+        f.shed,
+        f.other,
+        f.unanswered,
+        f.answered_share() * 100.0
+    );
+    let a = r.after;
+    println!(
+        "loadgen: after it, {} new calls at {}/s: {} relayed, {} shed, {} other, {} unanswered; \
+         every call relayed from {} after the flood",
+        a.sent,
+        args.after_rate,
+        a.relayed,
+        a.shed,
+        a.other,
+        a.unanswered,
+        r.recovered_after.map_or("never".to_string(), |d| format!(
+            "{:.0} ms",
+            d.as_secs_f64() * 1000.0
+        )),
+    );
+    let ok = r.probes.iter().filter(|p| p.status == Some(200)).count();
+    let retransmitted = r.probes.iter().filter(|p| p.sends > 1).count();
+    let mut took: Vec<Duration> = r.probes.iter().filter_map(|p| p.took).collect();
+    let (p50, max) = (
+        ms(percentile(&mut took, 0.5)),
+        ms(took.iter().max().copied()),
+    );
+    println!(
+        "loadgen: established call: {} MESSAGEs, {ok} answered 200, {retransmitted} retransmitted; \
+         answer p50 {p50:.1} ms, max {max:.1} ms",
+        r.probes.len()
+    );
+    println!(
+        "result flood_sent={} relayed={} shed={} other={} unanswered={} answered_pct={:.2} relayed_per_s={:.0} \
+         probes={} probes_ok={ok} probes_retransmitted={retransmitted} probe_p50_ms={p50:.2} probe_max_ms={max:.2} \
+         recovered_ms={}",
+        f.sent,
+        f.relayed,
+        f.shed,
+        f.other,
+        f.unanswered,
+        f.answered_share() * 100.0,
+        r.relayed_per_s,
+        r.probes.len(),
+        r.recovered_after
+            .map_or("none".to_string(), |d| format!("{:.0}", d.as_secs_f64() * 1000.0)),
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ms(d: Option<Duration>) -> f64 {
@@ -46,6 +130,9 @@ fn ms(d: Option<Duration>) -> f64 {
 
 fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
+    if let Some(seconds) = args.flood {
+        return flood(&args, seconds);
+    }
     let report = run(&Settings {
         target: args.target,
         client: args.client,

@@ -61,8 +61,9 @@ impl Client {
         m.to_bytes().to_vec()
     }
 
-    /// ACK (`seq` 1) or BYE (`seq` 2) carrying the To (and tag) of `answer`.
-    fn in_dialog(
+    /// A request in `call`'s dialog carrying the To (and tag) of `answer`:
+    /// ACK (`seq` 1), BYE (`seq` 2), or any other with its own `seq`.
+    pub fn in_dialog(
         &self,
         method: &str,
         seq: u32,
@@ -142,7 +143,7 @@ pub fn answer(request: &SipMessage, local: SocketAddr) -> Option<Vec<u8>> {
     let method = request.method()?;
     let (status, reason) = match method {
         "ACK" => return None,
-        "INVITE" | "BYE" => (200, "OK"),
+        "INVITE" | "BYE" | "MESSAGE" => (200, "OK"),
         _ => (405, "Method Not Allowed"),
     };
     let mut m = SipMessage::response(status, reason);

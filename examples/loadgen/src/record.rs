@@ -1,7 +1,7 @@
 //! When each message of each call was sent and received, shared by the
 //! client and server threads without locks, and the summaries made of it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The four moments timed per call.
@@ -17,6 +17,16 @@ pub enum Stamp {
 pub struct Timeline {
     epoch: Instant,
     stamps: Vec<[AtomicU64; 4]>,
+    /// Per call, the first final response to its INVITE (see [`Final`]).
+    finals: Vec<AtomicU32>,
+}
+
+/// A call's first final response to its INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Final {
+    pub status: u16,
+    /// It carried Retry-After.
+    pub retry_after: bool,
 }
 
 impl Timeline {
@@ -24,6 +34,7 @@ impl Timeline {
         Timeline {
             epoch: Instant::now(),
             stamps: (0..calls).map(|_| Default::default()).collect(),
+            finals: (0..calls).map(|_| AtomicU32::new(0)).collect(),
         }
     }
 
@@ -38,6 +49,28 @@ impl Timeline {
         };
         let ns = at.saturating_duration_since(self.epoch).as_nanos() as u64 + 1;
         let _ = slots[stamp as usize].compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Records the final response to `call`'s INVITE unless one was.
+    pub fn mark_final(&self, call: usize, f: Final) {
+        let Some(slot) = self.finals.get(call) else {
+            return;
+        };
+        let v = u32::from(f.status) | (u32::from(f.retry_after) << 16);
+        let _ = slot.compare_exchange(0, v, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    pub fn final_of(&self, call: usize) -> Option<Final> {
+        let v = self.finals.get(call)?.load(Ordering::Relaxed);
+        (v != 0).then_some(Final {
+            status: (v & 0xffff) as u16,
+            retry_after: v >> 16 != 0,
+        })
+    }
+
+    /// When `call`'s INVITE was first sent, since the epoch.
+    pub fn sent_at(&self, call: usize) -> Option<Duration> {
+        self.get(call, Stamp::InviteSent).map(Duration::from_nanos)
     }
 
     fn get(&self, call: usize, stamp: Stamp) -> Option<u64> {
@@ -111,6 +144,27 @@ mod tests {
             vec![Duration::from_micros(250)]
         );
         assert_eq!(t.sent_ms(), vec![0, 0]);
+    }
+
+    #[test]
+    fn the_first_final_of_a_call_is_kept() {
+        let t = Timeline::new(2);
+        assert_eq!(t.final_of(0), None);
+        let shed = Final {
+            status: 503,
+            retry_after: true,
+        };
+        t.mark_final(0, shed);
+        t.mark_final(
+            0,
+            Final {
+                status: 200,
+                retry_after: false,
+            },
+        );
+        assert_eq!(t.final_of(0), Some(shed));
+        assert_eq!(t.final_of(1), None);
+        assert_eq!(t.final_of(9), None);
     }
 
     #[test]

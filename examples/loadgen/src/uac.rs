@@ -3,7 +3,7 @@
 //! and gives up on a call after 64*T1.
 
 use crate::messages::{classify, parse, Answer, Client};
-use crate::record::{Stamp, Timeline};
+use crate::record::{Final, Stamp, Timeline};
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -138,7 +138,33 @@ impl Uac {
                     }
                 }
             }
-            Answer::InviteFinal(200..=299) => {
+            Answer::InviteFinal(status) => {
+                self.timeline.mark_final(
+                    call,
+                    Final {
+                        status,
+                        retry_after: msg.header("Retry-After").is_some(),
+                    },
+                );
+                self.on_final(call, msg, status, now)
+            }
+            Answer::ByeFinal(status) => {
+                if self.calls.table().remove(&call).is_some() {
+                    let outcome = if (200..300).contains(&status) {
+                        &self.calls.successful
+                    } else {
+                        &self.calls.failed
+                    };
+                    outcome.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Answer::Other => {}
+        }
+    }
+
+    fn on_final(&self, call: usize, msg: &escalator_sip::SipMessage, status: u16, now: Instant) {
+        match status {
+            200..=299 => {
                 self.timeline.mark(call, Stamp::OkArrived, now);
                 self.send(&self.client.ack(call, msg));
                 let bye = {
@@ -156,23 +182,12 @@ impl Uac {
                     self.send(&bye);
                 }
             }
-            Answer::InviteFinal(_) => {
+            _ => {
                 self.send(&self.client.ack_error(call, msg));
                 if self.calls.table().remove(&call).is_some() {
                     self.calls.failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Answer::ByeFinal(status) => {
-                if self.calls.table().remove(&call).is_some() {
-                    let outcome = if (200..300).contains(&status) {
-                        &self.calls.successful
-                    } else {
-                        &self.calls.failed
-                    };
-                    outcome.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Answer::Other => {}
         }
     }
 

@@ -11,6 +11,7 @@ pub mod header;
 pub mod message;
 pub mod method;
 pub mod replaces;
+pub mod response;
 pub mod status;
 pub mod uri;
 

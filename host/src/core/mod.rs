@@ -10,7 +10,7 @@ use crate::metrics as m;
 use crate::plugins::PluginSet;
 use crate::routing::Router;
 use crate::transaction::TimerConfig;
-use crate::transport::{Inbound, Transport, TransportEvent};
+use crate::transport::{Inbound, LaneReceivers, Transport, TransportEvent};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,11 +151,12 @@ impl Core {
         }
     }
 
-    pub async fn run(
-        mut self,
-        mut events: mpsc::Receiver<TransportEvent>,
-        mut control: mpsc::Receiver<Control>,
-    ) {
+    pub async fn run(mut self, lanes: LaneReceivers, mut control: mpsc::Receiver<Control>) {
+        let LaneReceivers {
+            dialog: mut in_dialog,
+            new: mut fresh,
+            wait,
+        } = lanes;
         let mut drain: Option<(tokio::time::Instant, oneshot::Sender<()>)> = None;
         loop {
             if let Some((deadline, _)) = &drain {
@@ -172,12 +173,18 @@ impl Core {
                     }
                 }
             }
+            // Calls in progress first: whatever waits in their lane is
+            // handled before anything else (see `transport/inbox.rs`);
+            // then timers, control and new requests, in turn.
+            if let Ok(ev) = in_dialog.try_recv() {
+                self.on_event(ev);
+                self.flush();
+                self.publish_stats();
+                continue;
+            }
             tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(TransportEvent::Inbound(i)) => self.guarded("inbound", |l| on_inbound(l, i)),
-                    Some(TransportEvent::SendFailed { target, token }) => {
-                        self.guarded("send failure", |l| l.handle_send_failed(&target, token.map(ClientTxId)))
-                    }
+                ev = in_dialog.recv() => match ev {
+                    Some(ev) => self.on_event(ev),
                     None => return,
                 },
                 key = self.logic.entities_mut().next_timer() => self.guarded("timer", |l| l.handle_timer(key)),
@@ -199,10 +206,28 @@ impl Core {
                         let _ = reply.send(self.status());
                     }
                 },
+                ev = fresh.recv() => match ev {
+                    Some(ev) => {
+                        if let TransportEvent::Inbound(i) = &ev {
+                            wait.note(i.received.elapsed());
+                        }
+                        self.on_event(ev)
+                    }
+                    None => return,
+                },
                 _ = tokio::time::sleep(Duration::from_millis(200)), if drain.is_some() => {}
             }
             self.flush();
             self.publish_stats();
+        }
+    }
+
+    fn on_event(&mut self, ev: TransportEvent) {
+        match ev {
+            TransportEvent::Inbound(i) => self.guarded("inbound", |l| on_inbound(l, i)),
+            TransportEvent::SendFailed { target, token } => self.guarded("send failure", |l| {
+                l.handle_send_failed(&target, token.map(ClientTxId))
+            }),
         }
     }
 

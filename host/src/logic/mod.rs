@@ -147,9 +147,10 @@ impl B2bua {
         if let Ok(msg) = &message {
             if self.settings.shed_after.is_some_and(|bound| waited > bound) && sheddable(msg) {
                 m::count_in(msg);
-                m::shed(msg.method().unwrap_or_default());
+                m::shed(msg.method().unwrap_or_default(), m::SHED_IN_QUEUE);
                 debug!(%source, waited_ms = waited.as_millis() as u64, request = %msg.summary(), "overload: shed");
-                return self.refuse(&source, msg, 503, Some(("Retry-After", "2".into())));
+                let retry = crate::transport::RETRY_AFTER_SECONDS.to_string();
+                return self.refuse(&source, msg, 503, Some(("Retry-After", retry)));
             }
         }
         self.handle_inbound(source, message)

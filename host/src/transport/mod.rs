@@ -1,6 +1,8 @@
 //! UDP and TCP transports on tokio. Messages are framed and parsed in the I/O
 //! tasks (so parsing runs on every core) and handed to the core as events.
 
+mod admission;
+mod backlog;
 #[cfg(target_os = "linux")]
 mod drops;
 mod inbox;
@@ -8,7 +10,8 @@ mod tcp;
 mod udp;
 mod udp_batch;
 
-pub use inbox::{Closed, CoreInbox};
+pub use admission::RETRY_AFTER_SECONDS;
+pub use inbox::{lanes, Closed, CoreInbox, Delivery, Lane, LaneReceivers, Lanes};
 
 use crate::sip::framing::FramingError;
 use crate::sip::message::ParseLimits;
@@ -144,6 +147,10 @@ pub struct Limits {
     /// Sockets (each with its receive loop) per UDP listen address; None:
     /// two per CPU, 2 to 16. See `udp::bind_group`.
     pub udp_receivers: Option<usize>,
+    /// A receive loop that finds more than this share (%) of its socket's
+    /// buffer taken answers the new requests it reads 503 itself (see
+    /// `backlog.rs`); None: never.
+    pub shed_at_socket_fill: Option<u32>,
 }
 
 impl Default for Limits {
@@ -153,6 +160,9 @@ impl Default for Limits {
             max_headers: 256,
             udp_receive_buffer: 0,
             udp_receivers: None,
+            // The host's configuration turns it on (`limits` in the
+            // config); a bare transport (a test UA) sheds nothing.
+            shed_at_socket_fill: None,
         }
     }
 }
@@ -361,10 +371,7 @@ impl Transport {
 
     /// Send without waiting. Failures come back as [`TransportEvent::SendFailed`].
     pub fn send(&self, target: &Target, data: Bytes, token: Option<u64>) {
-        match target.proto {
-            Proto::Udp => udp::send(&self.shared, target, data, token),
-            Proto::Tcp => tcp::send(&self.shared, target, data, token),
-        }
+        self.shared.send(target, data, token)
     }
 
     pub fn open_connections(&self) -> usize {
@@ -378,6 +385,27 @@ impl Transport {
 }
 
 impl Shared {
+    /// Hands `ev` to the core (see `inbox.rs`), answering a new request
+    /// 503 at the edge when its shard cannot take it; false once the core
+    /// has stopped.
+    async fn deliver(self: &Arc<Self>, ev: TransportEvent) -> bool {
+        match self.events.send(ev).await {
+            Ok(Delivery::Queued | Delivery::Dropped) => true,
+            Ok(Delivery::Full(inbound)) => {
+                admission::shed(self, *inbound, crate::metrics::SHED_AT_EDGE);
+                true
+            }
+            Err(Closed) => false,
+        }
+    }
+
+    fn send(self: &Arc<Self>, target: &Target, data: Bytes, token: Option<u64>) {
+        match target.proto {
+            Proto::Udp => udp::send(self, target, data, token),
+            Proto::Tcp => tcp::send(self, target, data, token),
+        }
+    }
+
     fn report_failure(&self, target: Target, token: Option<u64>) {
         self.events
             .try_send(TransportEvent::SendFailed { target, token });

@@ -189,7 +189,7 @@ async fn run_connection(
                         message: Err(framing_error(e, framer.buffered())),
                         received,
                     });
-                    let _ = shared.events.send(ev).await;
+                    shared.deliver(ev).await;
                     // The stream cannot be read on, but the answer to the
                     // refused message (400, 505, 513) leaves on it first.
                     tokio::select! {
@@ -205,7 +205,7 @@ async fn run_connection(
                 message,
                 received,
             });
-            if shared.events.send(ev).await.is_err() {
+            if !shared.deliver(ev).await {
                 break 'read;
             }
         }

@@ -9,7 +9,8 @@
 //! in that order, while different peers are read and parsed in parallel.
 
 use super::udp_batch::BatchReader;
-use super::{parse_inbound, Inbound, Proto, Shared, Target, TransportEvent};
+use super::{parse_inbound, Inbound, Lane, Proto, Shared, Target, TransportEvent};
+use crate::metrics;
 use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
@@ -118,6 +119,13 @@ pub(super) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, lo
             _ = shared.cancel.cancelled() => return,
         }
         let received = std::time::Instant::now();
+        // Falling behind (a full batch, and the socket filling up): new
+        // requests read now are answered 503 here (see `backlog.rs`).
+        let behind = reader.was_full()
+            && shared
+                .limits
+                .shed_at_socket_fill
+                .is_some_and(|p| super::backlog::filled_over(&socket, p));
         for (data, from) in reader.datagrams() {
             if data.iter().all(|b| b.is_ascii_whitespace()) {
                 continue; // keep-alive
@@ -133,7 +141,18 @@ pub(super) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, lo
                 message,
                 received,
             });
-            if shared.events.send(ev).await.is_err() {
+            if behind && Lane::of(&ev) == Lane::New {
+                // Answered from this loop's own socket (the same address):
+                // no hand-over to the send task while the loop is behind.
+                let TransportEvent::Inbound(inbound) = ev else {
+                    continue;
+                };
+                if let Some(bytes) = super::admission::answer(inbound, metrics::SHED_AT_SOCKET) {
+                    let _ = socket.try_send_to(&bytes, from);
+                }
+                continue;
+            }
+            if !shared.deliver(ev).await {
                 return;
             }
         }

@@ -54,6 +54,11 @@ impl BatchReader {
         Ok(self.got.len())
     }
 
+    /// Whether the last read took a whole batch (more may be waiting).
+    pub fn was_full(&self) -> bool {
+        self.got.len() == self.bufs.len()
+    }
+
     /// The datagrams of the last read, in arrival order.
     pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
         self.got
