@@ -87,6 +87,9 @@ pub use crate::sip::status::reason;
 pub struct Refused {
     pub status: u16,
     pub problem: String,
+    /// For a 420: the options of the Require that the host does not
+    /// support, for the answer's Unsupported (RFC 3261 §8.2.2.3).
+    pub unsupported: Option<String>,
 }
 
 impl From<String> for Refused {
@@ -94,8 +97,85 @@ impl From<String> for Refused {
         Refused {
             status: 400,
             problem,
+            unsupported: None,
         }
     }
+}
+
+/// The option tags a request may Require of the host: those it implements
+/// (`replaces`, RFC 3891, across the B2BUA) and those it relays end to end
+/// with their meaning intact, the far end answering for them: reliable
+/// provisionals (`100rel`, PRACK in the dialog), session timers, refer
+/// extensions (`norefersub`, `multiple-refer`, `tdialog`), resource lists
+/// (`recipient-list-*`), registration through proxies (`path`, `outbound`,
+/// `gruu`), preconditions, `histinfo`, `join`, `eventlist`.
+pub const EXTENSIONS: &[&str] = &[
+    "100rel",
+    "timer",
+    "replaces",
+    "norefersub",
+    "multiple-refer",
+    "tdialog",
+    "recipient-list-invite",
+    "recipient-list-message",
+    "recipient-list-subscribe",
+    "path",
+    "outbound",
+    "gruu",
+    "precondition",
+    "histinfo",
+    "join",
+    "eventlist",
+];
+
+/// The options of `m`'s Require the host does not know (RFC 3261
+/// §8.2.2.3); none for ACK and CANCEL, which are never refused so.
+fn unsupported_required(m: &SipMessage) -> Vec<&str> {
+    if matches!(m.method(), Some("ACK" | "CANCEL")) {
+        return Vec::new();
+    }
+    m.header_values("Require")
+        .into_iter()
+        .map(str::trim)
+        .filter(|o| !o.is_empty() && !EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(o)))
+        .collect()
+}
+
+/// Every Via value (RFC 3261 §20.42): a sent-protocol and sent-by, then
+/// parameters none of which is empty; no empty element in a list.
+fn validate_vias(m: &SipMessage) -> Result<(), Refused> {
+    for h in m.headers.iter().filter(|h| name_is(&h.name, "Via")) {
+        for element in h.value.split(',') {
+            let well_formed = Via::parse(element).is_some()
+                && element.split(';').skip(1).all(|p| !p.trim().is_empty());
+            if !well_formed {
+                return Err("malformed Via".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Contact (but `*`), Route and Record-Route: each value a name-addr or
+/// addr-spec whose SIP URI parses; Route and Record-Route in angle brackets.
+fn validate_addresses(m: &SipMessage) -> Result<(), Refused> {
+    for name in ["Contact", "Route", "Record-Route"] {
+        for value in m.header_values(name) {
+            if name == "Contact" && value.trim() == "*" {
+                continue;
+            }
+            let na = NameAddr::parse(value).ok_or(format!("malformed {name}"))?;
+            if name != "Contact" && !value.trim_start().starts_with('<') {
+                return Err(format!("{name} without angle brackets").into());
+            }
+            let scheme = na.uri.split_once(':').map_or("", |(s, _)| s);
+            let sip = scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
+            if sip && SipUri::parse(&na.uri).is_none() {
+                return Err(format!("malformed URI in {name}").into());
+            }
+        }
+    }
+    Ok(())
 }
 
 impl From<&str> for Refused {
@@ -114,7 +194,10 @@ fn validate_request_uri(uri: &str) -> Result<(), Refused> {
     let scheme = uri.split_once(':').map_or("", |(s, _)| s);
     let is = |name: &str| scheme.eq_ignore_ascii_case(name);
     if is("sip") || is("sips") {
-        if uri.contains('?') {
+        // `?` may appear in the user part (RFC 3261 §25.1 user-unreserved);
+        // after the host it starts headers.
+        let after_user = uri.rsplit_once('@').map_or(uri, |(_, host)| host);
+        if after_user.contains('?') {
             return Err("Request-URI with headers".into());
         }
         SipUri::parse(uri).ok_or("malformed Request-URI")?;
@@ -125,6 +208,7 @@ fn validate_request_uri(uri: &str) -> Result<(), Refused> {
         Err(Refused {
             status: 416,
             problem: format!("unsupported URI scheme in {uri}"),
+            unsupported: None,
         })
     }
 }
@@ -133,9 +217,16 @@ fn validate_request_uri(uri: &str) -> Result<(), Refused> {
 pub fn validate_request(m: &SipMessage) -> Result<(), Refused> {
     let method = m.method().ok_or("not a request")?;
     let via = m.top_via().ok_or("missing or malformed Via")?;
-    if via.branch().is_none_or(str::is_empty) {
-        return Err("Via without branch".into());
+    // Without a branch (an RFC 2543 peer) the transaction is matched as
+    // RFC 3261 §17.2.3 says (`entities/table.rs`); the magic cookie alone
+    // names no transaction at all (RFC 4475 §3.2.1).
+    if via
+        .branch()
+        .is_some_and(|b| b.eq_ignore_ascii_case("z9hG4bK"))
+    {
+        return Err("Via branch is the magic cookie alone".into());
     }
+    validate_vias(m)?;
     validate_common(m)?;
     let (_, cseq_method) = m.cseq().ok_or("malformed CSeq")?;
     if cseq_method != method {
@@ -155,6 +246,16 @@ pub fn validate_request(m: &SipMessage) -> Result<(), Refused> {
         .any(|h| name_is(&h.name, "Contact") && h.value.trim() == "*");
     if star && method != "REGISTER" {
         return Err("Contact: * outside REGISTER".into());
+    }
+    validate_addresses(m)?;
+    let unknown = unsupported_required(m);
+    if !unknown.is_empty() {
+        let list = unknown.join(", ");
+        return Err(Refused {
+            status: 420,
+            problem: format!("unsupported option in Require: {list}"),
+            unsupported: Some(list),
+        });
     }
     Ok(())
 }
@@ -196,6 +297,56 @@ pub fn contact_uri(m: &SipMessage) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unknown_required_option_is_refused_420_naming_it() {
+        let with = |require: &str| {
+            INVITE.replace(
+                "Max-Forwards: 5\r\n",
+                &format!("Max-Forwards: 5\r\nRequire: {require}\r\n"),
+            )
+        };
+        assert_eq!(validate_request(&msg(&with("100rel, replaces"))), Ok(()));
+        let refused = validate_request(&msg(&with("100rel, nothingSupportedHere, x-y")))
+            .expect_err("unknown options");
+        assert_eq!(refused.status, 420);
+        assert_eq!(
+            refused.unsupported.as_deref(),
+            Some("nothingSupportedHere, x-y")
+        );
+        // ACK and CANCEL are never refused for their Require.
+        let cancel = with("nothingSupportedHere")
+            .replace("INVITE sip:", "CANCEL sip:")
+            .replace("1 INVITE", "1 CANCEL");
+        assert_eq!(validate_request(&msg(&cancel)), Ok(()));
+    }
+
+    #[test]
+    fn vias_routes_and_contacts_must_be_well_formed() {
+        let bad = [
+            INVITE.replace("branch=z9hG4bKa,", "branch=z9hG4bKa;;,"),
+            INVITE.replace("branch=z9hG4bKa,", "branch=z9hG4bKa,,"),
+            INVITE.replace(
+                "Max-Forwards: 5\r\n",
+                "Max-Forwards: 5\r\nRoute: sip:p@x;lr\r\n",
+            ),
+            INVITE.replace(
+                "Max-Forwards: 5\r\n",
+                "Max-Forwards: 5\r\nContact: sip:a@b?Route=x\r\n",
+            ),
+            INVITE.replace(
+                "Max-Forwards: 5\r\n",
+                "Max-Forwards: 5\r\nRecord-Route: <sip:[::1>\r\n",
+            ),
+        ];
+        for m in bad {
+            assert_eq!(
+                validate_request(&msg(&m)).map_err(|r| r.status),
+                Err(400),
+                "{m}"
+            );
+        }
+    }
+
     use super::*;
     use crate::sip::message::ParseLimits;
 
@@ -268,10 +419,13 @@ mod tests {
             .unwrap_err()
             .problem
             .contains("CSeq"));
+        // An RFC 2543 peer's request (no branch) is matched otherwise.
         let no_branch = INVITE.replace(";branch=z9hG4bKa", "");
+        assert_eq!(validate_request(&msg(&no_branch)), Ok(()));
+        let cookie_alone = INVITE.replace(";branch=z9hG4bKa", ";branch=z9hG4bK");
         assert_eq!(
-            validate_request(&msg(&no_branch)),
-            Err("Via without branch".into())
+            validate_request(&msg(&cookie_alone)),
+            Err("Via branch is the magic cookie alone".into())
         );
         let bad_mf = INVITE.replace("Max-Forwards: 5", "Max-Forwards: x");
         assert!(validate_request(&msg(&bad_mf)).is_err());

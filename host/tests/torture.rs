@@ -1,65 +1,13 @@
-//! Torture messages in the spirit of RFC 4475: what must parse, and what must
-//! be refused with a clear reason (never a panic).
+//! Torture messages in the spirit of RFC 4475 at the parser and validation
+//! level: what must be refused with a clear reason (never a panic). The
+//! whole RFC 4475 §3 table, over UDP and TCP through a running host, is
+//! `tests/torture.rs`.
 
-use escalator_host::forward::{next_max_forwards, validate_request};
+use escalator_host::forward::validate_request;
 use escalator_host::transport::{parse_inbound, InboundError, Limits};
 
 fn crlf(s: &str) -> String {
     s.replace('\n', "\r\n")
-}
-
-/// Whitespace, folding, odd capitalisation, compact forms (RFC 4475 3.1.1.1 "wsinv").
-#[test]
-fn wide_range_of_valid_whitespace_is_accepted() {
-    let body = "v=0\r\no=mhandley 29739 7272939 IN IP4 192.0.2.3\r\ns=-\r\nc=IN IP4 192.0.2.4\r\nt=0 0\r\nm=audio 49217 RTP/AVP 0 12\r\n";
-    let head = crlf(&format!(
-        "INVITE sip:vivekg@chair-dnrc.example.com;unknownparam SIP/2.0
-TO :
- sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n
-from   : \"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>
-  ;
-  tag = 98asjd8
-MaX-fOrWaRdS: 0068
-Call-ID: wsinv.ndaksdj@192.0.2.1
-Content-Length   : {}
-cseq: 0009
-  INVITE
-Via  : SIP  /   2.0
- /UDP
-    192.0.2.2;branch=390skdjuw
-s :
-NewFangledHeader:   newfangled value
- continued newfangled value
-UnknownHeaderWithUnusualValue: ;;,,;;,;
-Content-Type: application/sdp
-Route:
- <sip:services.example.com;lr;unknownwith=value;unknown-no-value>
-v:  SIP  / 2.0  / TCP     spindle.example.com   ;
-  branch  =   z9hG4bK9ikj8  ,
- SIP  /    2.0   / UDP  192.168.255.111   ; branch=
- z9hG4bK30239
-m:\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =
-      newvalue ;
-  secondparam ; q = 0.33
-
-",
-        body.len()
-    ));
-    let raw = format!("{head}{body}");
-    let m = parse_inbound(raw.as_bytes(), Limits::default()).expect("parses");
-    validate_request(&m).expect("valid");
-    assert_eq!(m.cseq(), Some((9, "INVITE".into())));
-    assert_eq!(m.from_tag().as_deref(), Some("98asjd8"));
-    assert_eq!(m.to_tag().as_deref(), Some("1918181833n"));
-    assert_eq!(next_max_forwards(&m), Some(67));
-    assert_eq!(m.header_values("Via").len(), 3);
-    assert_eq!(m.top_via().unwrap().branch(), Some("390skdjuw"));
-    assert_eq!(
-        m.header("NewFangledHeader"),
-        Some("newfangled value continued newfangled value")
-    );
-    assert_eq!(m.header("UnknownHeaderWithUnusualValue"), Some(";;,,;;,;"));
-    assert_eq!(&m.body[..], body.as_bytes());
 }
 
 const BASE: &str = "OPTIONS sip:user@example.com SIP/2.0
@@ -92,7 +40,11 @@ fn invalid_messages_are_refused_with_a_reason() {
             "From: <sip:caller@example.net>;tag=3",
             "From: <sip:caller@example.net;tag=3",
         ),
-        ("Via without branch", ";branch=z9hG4bKkdjuw", ""),
+        (
+            "badbranch (the magic cookie alone)",
+            ";branch=z9hG4bKkdjuw",
+            ";branch=z9hG4bK",
+        ),
     ];
     for (name, from, to) in cases {
         let raw = crlf(&BASE.replace(from, to));

@@ -84,21 +84,30 @@ pub struct NameAddr {
 }
 
 impl NameAddr {
+    /// Reads a `name-addr` or `addr-spec` as RFC 3261 §25.1 and §20.10 write
+    /// them: a display name is one quoted-string or tokens separated by
+    /// white space (so never an unquoted comma); nothing but the URI inside
+    /// the angle brackets (no white space); a URI holding `?`, `,` or `;`
+    /// only inside angle brackets.
     pub fn parse(value: &str) -> Option<Self> {
         let v = value.trim();
         if let Some(lt) = find_unquoted(v, '<') {
             let gt = lt + v[lt..].find('>')?;
             let display = v[..lt].trim();
+            let uri = &v[lt + 1..gt];
+            if !display_name_ok(display) || uri.is_empty() || uri.contains(char::is_whitespace) {
+                return None;
+            }
             Some(NameAddr {
                 display: (!display.is_empty()).then(|| display.to_string()),
-                uri: v[lt + 1..gt].trim().to_string(),
+                uri: uri.to_string(),
                 params: parse_params(&v[gt + 1..]),
             })
         } else {
             // addr-spec: parameters after the URI belong to the header (RFC 3261 section 20.10).
             let (uri, params) = v.split_once(';').unwrap_or((v, ""));
             let uri = uri.trim();
-            if uri.is_empty() || uri.contains(char::is_whitespace) {
+            if uri.is_empty() || uri.contains(|c: char| c.is_whitespace() || c == '?' || c == ',') {
                 return None;
             }
             Some(NameAddr {
@@ -146,6 +155,24 @@ impl std::fmt::Display for NameAddr {
         write_params(&mut s, &self.params);
         f.write_str(&s)
     }
+}
+
+/// `display-name = *(token LWS) / quoted-string` (RFC 3261 §25.1).
+fn display_name_ok(d: &str) -> bool {
+    if let Some(rest) = d.strip_prefix('"') {
+        // One quoted-string, its end the end of the name.
+        let mut escaped = false;
+        for (i, c) in rest.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => return rest[i + 1..].trim().is_empty(),
+                _ => {}
+            }
+        }
+        return false;
+    }
+    d.split_whitespace().all(crate::message::is_token)
 }
 
 fn find_unquoted(s: &str, needle: char) -> Option<usize> {
@@ -230,6 +257,34 @@ pub fn parse_cseq(value: &str) -> Option<(u32, String)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn name_addr_follows_rfc_3261_section_25() {
+        // RFC 4475 §3.1.2.15 baddn, §3.1.2.14 badaspec, §3.1.2.13 regbadct.
+        assert_eq!(
+            NameAddr::parse("Bell, Alexander <sip:a.g.bell@example.com>;tag=43"),
+            None
+        );
+        assert_eq!(
+            NameAddr::parse("\"Watson, Thomas\" < sip:t.watson@example.org >"),
+            None
+        );
+        assert_eq!(
+            NameAddr::parse("sip:user@example.com?Route=%3Csip:x%3E"),
+            None
+        );
+        assert_eq!(NameAddr::parse("\"unterminated <sip:a@b>"), None);
+        assert_eq!(NameAddr::parse("\"quoted\" trailing <sip:a@b>"), None);
+        for ok in [
+            "\"Watson, Thomas\" <sip:t.watson@example.org>",
+            "Alexander Graham Bell <sip:a.g.bell@example.com>;tag=43",
+            "\"J Rosenberg \\\\\\\"\" <sip:jdrosen@example.com>",
+            "<sip:user@example.com?Route=%3Csip:x%3E>",
+            "sip:user@example.com;tag=1",
+        ] {
+            assert!(NameAddr::parse(ok).is_some(), "{ok}");
+        }
+    }
+
     use super::*;
 
     #[test]

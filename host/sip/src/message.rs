@@ -80,6 +80,28 @@ fn has_control(s: &str) -> bool {
     })
 }
 
+/// Whether every control character of `line` is the escaped half of a
+/// quoted-pair inside a quoted-string (RFC 3261 §25.1 allows `\` before
+/// any byte but CR and LF there: RFC 4475 §3.1.1.2). The slow path of
+/// [`has_control`], taken only when that found one.
+fn controls_only_in_quoted_pairs(line: &str) -> bool {
+    let mut quoted = false;
+    let mut bytes = line.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\\' if quoted => match bytes.next() {
+                Some(b'\r' | b'\n') | None => return false,
+                Some(_) => {}
+            },
+            b'\t' => {}
+            b if b < 0x20 || b == 0x7f => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartLine {
     Request { method: String, uri: String },
@@ -145,7 +167,7 @@ impl Default for ParseLimits {
     }
 }
 
-fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
@@ -183,7 +205,7 @@ fn header_lines(head: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, ParseError
             }
             return Err(ParseError::BareLineBreak);
         };
-        if has_control(line) {
+        if has_control(line) && !controls_only_in_quoted_pairs(line) {
             let b = line
                 .bytes()
                 .find(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
@@ -551,6 +573,24 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_bytes_pass_only_as_quoted_pairs() {
+        // RFC 4475 §3.1.1.2 intmeth: escaped NUL, BEL and DEL in a display name.
+        assert!(controls_only_in_quoted_pairs(
+            "To: \"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\" <sip:a@b>"
+        ));
+        assert!(!controls_only_in_quoted_pairs("X-A: raw \x07 bell"));
+        assert!(
+            !controls_only_in_quoted_pairs("To: \"\x07\" <sip:a@b>"),
+            "unescaped in quotes"
+        );
+        assert!(!controls_only_in_quoted_pairs("X-A: \\\x07 outside quotes"));
+        assert!(
+            !controls_only_in_quoted_pairs("To: \"a\\\r\" <sip:a@b>"),
+            "never CR"
+        );
+    }
+
     use super::*;
 
     const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\

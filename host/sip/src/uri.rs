@@ -18,18 +18,24 @@ pub struct SipUri {
 impl SipUri {
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
+        // Only the characters RFC 3261 §25.1 lets a SIP URI hold (escaped
+        // as %XX otherwise): never white space, a control byte, `<`, `>`
+        // or `"`, which would end or break the header the URI is put in.
+        if !s.bytes().all(is_uri_byte) {
+            return None;
+        }
         let (scheme, rest) = s.split_once(':')?;
         if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
             return None;
         }
-        let (rest, headers) = match rest.split_once('?') {
-            Some((r, h)) => (r, h),
-            None => (rest, ""),
-        };
-        let (user, hostpart) = match rest.rsplit_once('@') {
+        // The user part may hold `?` (RFC 3261 §25.1 user-unreserved), the
+        // headers no unescaped `@`: the user ends at the last `@`, headers
+        // start at the first `?` after it.
+        let (user, after_user) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u.to_string()), h),
             None => (None, rest),
         };
+        let (hostpart, headers) = after_user.split_once('?').unwrap_or((after_user, ""));
         let mut segs = hostpart.split(';');
         let hostport = segs.next()?;
         let (host, port) = split_host_port(hostport)?;
@@ -106,11 +112,24 @@ pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
         };
         return Some((format!("[{v6}]"), port));
     }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => Some((h.to_string(), Some(p.parse().ok()?))),
-        Some(_) => None, // bare IPv6 without brackets is not allowed in SIP
-        None => Some((s.to_string(), None)),
-    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p.parse().ok()?)),
+        Some(_) => return None, // bare IPv6 without brackets is not allowed in SIP
+        None => (s, None),
+    };
+    // A host name or IPv4 address: letters, digits, `-`, `.` (and `_`,
+    // which names in the wild use).
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    host_ok.then(|| (host.to_string(), port))
+}
+
+/// unreserved, reserved, `%` of an escape, and the brackets of an IPv6
+/// reference (RFC 3261 §25.1).
+fn is_uri_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()%;/?:@&=+$,[]".contains(&b)
 }
 
 /// `host:port` text for an address, with brackets for IPv6.
@@ -146,6 +165,28 @@ impl fmt::Display for SipUri {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_uri_characters_and_host_names() {
+        for bad in [
+            "sip:a b@example.com",
+            "sip:a@exa mple.com",
+            "sip:<@e",
+            "sip:evil>@example.com",
+            "sip:a\r@example.com",
+            "sip:a\u{0}@example.com",
+            "sip:\"q\"@example.com",
+            "sip:a@",
+            "sip:a@ex%41mple.com",
+        ] {
+            assert_eq!(SipUri::parse(bad), None, "{bad:?}");
+        }
+        // RFC 4475 §3.1.1.2 intmeth's user part: odd, but every byte allowed.
+        let odd = "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com";
+        let u = SipUri::parse(odd).expect("legal");
+        assert_eq!(u.host, "example.com");
+        assert!(u.headers.is_empty(), "the ? is the user's");
+    }
+
     use super::*;
 
     #[test]

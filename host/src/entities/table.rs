@@ -11,6 +11,9 @@ use crate::transaction::{ClientTx, ServerTx};
 use crate::transport::Target;
 use std::collections::HashMap;
 
+/// The start of an RFC 3261 branch (§8.1.1.7).
+const MAGIC_COOKIE: &str = "z9hG4bK";
+
 /// How a request finds its server transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerKey {
@@ -28,8 +31,24 @@ impl ServerKey {
             Method::Ack => Method::Invite,
             m => m,
         };
+        let branch = match via.branch() {
+            Some(b) if b.starts_with(MAGIC_COOKIE) => b.to_string(),
+            // A request of an RFC 2543 peer (no cookie, or no branch):
+            // matched by what §17.2.3 names instead, as one key (the ACK of
+            // a non-2xx and a CANCEL carry the same Request-URI, From tag,
+            // Call-ID and CSeq number as their INVITE; the To tag is left
+            // out since the INVITE had none).
+            other => format!(
+                "rfc2543|{}|{}|{}|{}|{}",
+                other.unwrap_or_default(),
+                req.request_uri().unwrap_or_default(),
+                req.from_tag().unwrap_or_default(),
+                req.call_id().unwrap_or_default(),
+                req.cseq().map_or(0, |(n, _)| n),
+            ),
+        };
         Some(ServerKey {
-            branch: via.branch().unwrap_or_default().to_string(),
+            branch,
             sent_by: via.sent_by(),
             method,
         })

@@ -211,17 +211,20 @@ impl B2bua {
 
     fn on_request(&mut self, msg: SipMessage, source: Target) {
         if let Err(refused) = validate_request(&msg) {
-            m::parse_error(
-                source.proto,
-                if refused.status == 416 {
-                    "uri-scheme"
-                } else {
-                    "invalid-request"
-                },
-            );
+            let label = match refused.status {
+                416 => "uri-scheme",
+                420 => "bad-extension",
+                _ => "invalid-request",
+            };
+            m::parse_error(source.proto, label);
             let (status, problem) = (refused.status, refused.problem);
             warn!(%source, %problem, status, request = %msg.summary(), "invalid request");
-            return self.refuse(&source, &msg, status, Some(("Warning", warning(&problem))));
+            // A 420 names what it refuses in Unsupported (RFC 3261 §8.2.2.3).
+            let header = match refused.unsupported {
+                Some(options) => ("Unsupported", options),
+                None => ("Warning", warning(&problem)),
+            };
+            return self.refuse(&source, &msg, status, Some(header));
         }
         self.entities.handle_request(msg, source);
     }
@@ -236,7 +239,9 @@ impl B2bua {
         status: u16,
         header: Option<(&str, String)>,
     ) {
-        if req.request_method() == Some(Method::Ack) || req.top_via().is_none() {
+        // A Via of another SIP version is still where the answer goes
+        // (a 505 answers exactly that): any Via value will do.
+        if req.request_method() == Some(Method::Ack) || req.header("Via").is_none() {
             return;
         }
         let tag = crate::entities::dialog::new_tag();

@@ -94,7 +94,7 @@ pub fn clean_target(raw: &str) -> Result<String, TriggerError> {
     }
     let uri = SipUri::parse(&uri_text)
         .ok_or_else(|| bad(format!("malformed target URI {uri_text:?}")))?;
-    if uri.user.is_none() {
+    if uri.user.as_deref().is_none_or(str::is_empty) {
         return Err(bad(format!("target {uri_text:?} names no user")));
     }
     if let Some(Some(m)) = uri.param("method") {
@@ -248,6 +248,31 @@ fn finish(
 
 #[cfg(test)]
 mod tests {
+    /// Found by `fuzz/` (target `trigger`): targets that would break or
+    /// inject into the Refer-To and resource list the plugin builds.
+    #[test]
+    fn targets_that_would_break_the_headers_built_from_them_are_refused() {
+        for raw in [
+            "sip:<@e",
+            "<sip:@>>",
+            "sip:evil>;method=BYE@example.com",
+            "sip:a\rInjected: x@example.com",
+            "sip:a\r\nInjected:%20x@example.com",
+            "sip:caro\u{2}l@example.com",
+            "sip:carol@exa\0mple.com",
+            "sip:carol@example.SIP/2.1 Max-Focom",
+            "sip:@example.com",
+        ] {
+            assert!(clean_target(raw).is_err(), "{raw:?} accepted");
+        }
+        assert_eq!(
+            clean_target("<sip:carol@example.com;method=INVITE?X=1>")
+                .ok()
+                .as_deref(),
+            Some("sip:carol@example.com")
+        );
+    }
+
     use super::*;
     use crate::policy::{CustomTrigger, OutsideDialog};
 
