@@ -6,9 +6,9 @@
 //! where silence is what the RFCs ask for. A few cases of our own follow
 //! the RFC's (control bytes, smuggling, limits).
 //!
-//! The expectations are RFC 3261's (and RFC 4475's reading of it), not
-//! what the host does today. Every case runs; the failures are listed
-//! together at the end, each under its section number and tag.
+//! The expectations are RFC 3261's (and RFC 4475's reading of it). Every
+//! case runs; the failures are listed together at the end, each under its
+//! section number and tag.
 //!
 //! Adaptations: the top Via's sent-by is alice's real address and transport
 //! (an answer must reach her), and each Call-ID gets a prefix unique to the
@@ -1042,7 +1042,7 @@ m=audio 49217 RTP/AVP 0
 ";
 
 // ---------------------------------------------------------------------------
-// Cases of our own (issue #: framing, control bytes, limits)
+// Cases of our own (framing, smuggling, control bytes, limits)
 // ---------------------------------------------------------------------------
 
 /// A plain OPTIONS with `extra` header lines (already CRLF-free text,

@@ -681,7 +681,7 @@ def flood(rate, seconds=5, repeat=1):
                 if not line.startswith("result"):
                     print(f"  {line}")
             result = dict(kv.split("=", 1) for kv in out.split("result ", 1)[-1].split() if "=" in kv)
-            print(f"flood {rate}/s for {seconds} s, {label}: answered {result.get('answered_pct')} % "
+            print(f"flood {rate}/s for {seconds} s, {label}: answered {result.get('answered_pct')} % ({result.get('answered_1s_pct')} % within 1 s) "
                   f"(relayed {result.get('relayed')}, shed {result.get('shed')}, unanswered {result.get('unanswered')}); "
                   f"MESSAGEs {result.get('probes_ok')}/{result.get('probes')} answered 200, "
                   f"{result.get('probes_retransmitted')} retransmitted, p50 {result.get('probe_p50_ms')} ms, "

@@ -48,9 +48,20 @@ pub struct Phase {
     pub other: usize,
     /// No final response at all.
     pub unanswered: usize,
+    /// Answered (relayed or shed) within 1 s of the first INVITE, before
+    /// a client's third retransmission.
+    pub answered_in_1s: usize,
 }
 
 impl Phase {
+    /// The share of new calls answered (relayed or shed) within 1 s.
+    pub fn answered_in_1s_share(&self) -> f64 {
+        if self.sent == 0 {
+            return 1.0;
+        }
+        self.answered_in_1s as f64 / self.sent as f64
+    }
+
     /// The share of new calls that got a final response (relayed or shed).
     pub fn answered_share(&self) -> f64 {
         if self.sent == 0 {
@@ -153,9 +164,18 @@ pub fn flood(s: &FloodSettings) -> Result<FloodReport, LoadError> {
         let mut p = Phase::default();
         for call in range {
             p.sent += 1;
+            let quick = timeline
+                .answered_in(call)
+                .is_some_and(|d| d <= Duration::from_secs(1));
             match timeline.final_of(call) {
-                Some(f) if (200..300).contains(&f.status) => p.relayed += 1,
-                Some(f) if f.status == 503 && f.retry_after => p.shed += 1,
+                Some(f) if (200..300).contains(&f.status) => {
+                    p.relayed += 1;
+                    p.answered_in_1s += usize::from(quick);
+                }
+                Some(f) if f.status == 503 && f.retry_after => {
+                    p.shed += 1;
+                    p.answered_in_1s += usize::from(quick);
+                }
                 Some(_) => p.other += 1,
                 None => p.unanswered += 1,
             }

@@ -69,7 +69,7 @@ fn flood(args: &Args, seconds: f64) -> anyhow::Result<ExitCode> {
     let f = r.flood;
     println!(
         "loadgen: flood of {} new calls at {}/s for {seconds} s: {} relayed ({:.0}/s), {} shed 503+Retry-After, \
-         {} other final, {} unanswered: {:.1} % answered",
+         {} other final, {} unanswered: {:.1} % answered, {:.1} % within 1 s",
         f.sent,
         args.rate,
         f.relayed,
@@ -77,7 +77,8 @@ fn flood(args: &Args, seconds: f64) -> anyhow::Result<ExitCode> {
         f.shed,
         f.other,
         f.unanswered,
-        f.answered_share() * 100.0
+        f.answered_share() * 100.0,
+        f.answered_in_1s_share() * 100.0
     );
     let a = r.after;
     println!(
@@ -107,7 +108,7 @@ fn flood(args: &Args, seconds: f64) -> anyhow::Result<ExitCode> {
         r.probes.len()
     );
     println!(
-        "result flood_sent={} relayed={} shed={} other={} unanswered={} answered_pct={:.2} relayed_per_s={:.0} \
+        "result flood_sent={} relayed={} shed={} other={} unanswered={} answered_pct={:.2} answered_1s_pct={:.2} relayed_per_s={:.0} \
          probes={} probes_ok={ok} probes_retransmitted={retransmitted} probe_p50_ms={p50:.2} probe_max_ms={max:.2} \
          recovered_ms={}",
         f.sent,
@@ -116,6 +117,7 @@ fn flood(args: &Args, seconds: f64) -> anyhow::Result<ExitCode> {
         f.other,
         f.unanswered,
         f.answered_share() * 100.0,
+        f.answered_in_1s_share() * 100.0,
         r.relayed_per_s,
         r.probes.len(),
         r.recovered_after

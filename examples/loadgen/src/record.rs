@@ -4,19 +4,21 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The four moments timed per call.
+/// The moments timed per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stamp {
     InviteSent = 0,
     InviteArrived = 1,
     OkSent = 2,
     OkArrived = 3,
+    /// The first final response to the INVITE, whatever its status.
+    FinalArrived = 4,
 }
 
 /// First-time stamps per call, in nanoseconds since `epoch` (+1, so 0 means unset).
 pub struct Timeline {
     epoch: Instant,
-    stamps: Vec<[AtomicU64; 4]>,
+    stamps: Vec<[AtomicU64; 5]>,
     /// Per call, the first final response to its INVITE (see [`Final`]).
     finals: Vec<AtomicU32>,
 }
@@ -66,6 +68,14 @@ impl Timeline {
             status: (v & 0xffff) as u16,
             retry_after: v >> 16 != 0,
         })
+    }
+
+    /// From `call`'s first INVITE to its first final response.
+    pub fn answered_in(&self, call: usize) -> Option<Duration> {
+        let sent = self.get(call, Stamp::InviteSent)?;
+        Some(Duration::from_nanos(
+            self.get(call, Stamp::FinalArrived)?.checked_sub(sent)?,
+        ))
     }
 
     /// When `call`'s INVITE was first sent, since the epoch.

@@ -139,6 +139,7 @@ impl Uac {
                 }
             }
             Answer::InviteFinal(status) => {
+                self.timeline.mark(call, Stamp::FinalArrived, now);
                 self.timeline.mark_final(
                     call,
                     Final {
