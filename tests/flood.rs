@@ -7,7 +7,7 @@
 //! The figures for the release build, beside the same flood without
 //! overload control, are in BENCHMARKS.md (`load.py --flood`).
 
-use escalator_e2e::{free_udp_port, host_toward};
+use escalator_e2e::{free_udp_port, host_toward, status_when_idle};
 use escalator_loadgen::flood::{flood, FloodReport, FloodSettings};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -74,14 +74,7 @@ async fn a_flood_of_new_calls_is_answered_and_the_call_in_progress_served() -> a
             .is_some_and(|d| d <= Duration::from_secs(1)),
         "every call relayed within 1 s of the flood's end: {summary}"
     );
-    let mut status = host.status().await?;
-    for _ in 0..100 {
-        if status.starts_with("calls=0 ") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        status = host.status().await?;
-    }
+    let status = status_when_idle(&host, Duration::from_secs(10)).await?;
     assert!(status.starts_with("calls=0 "), "{status}");
     host.shutdown(Duration::from_millis(100)).await;
     Ok(())

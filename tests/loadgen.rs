@@ -2,7 +2,7 @@
 //! against the host: every call completes, both hops of each are timed,
 //! and the host holds no call afterwards.
 
-use escalator_e2e::{free_udp_port, host_toward};
+use escalator_e2e::{free_udp_port, host_toward, status_when_idle};
 use escalator_loadgen::schedule::Arrivals;
 use escalator_loadgen::{run, Settings};
 use std::time::Duration;
@@ -33,14 +33,7 @@ async fn paced_calls_through_the_host_all_complete_and_are_timed_per_hop() -> an
         "every INVITE reached the server"
     );
     assert_eq!(report.ok_hop().len(), calls, "every 200 reached the client");
-    let mut status = host.status().await?;
-    for _ in 0..50 {
-        if status.starts_with("calls=0 ") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        status = host.status().await?;
-    }
+    let status = status_when_idle(&host, Duration::from_secs(5)).await?;
     assert!(status.starts_with("calls=0 "), "{status}");
     host.shutdown(Duration::from_millis(100)).await;
     Ok(())

@@ -194,13 +194,12 @@ fn validate_request_uri(uri: &str) -> Result<(), Refused> {
     let scheme = uri.split_once(':').map_or("", |(s, _)| s);
     let is = |name: &str| scheme.eq_ignore_ascii_case(name);
     if is("sip") || is("sips") {
-        // `?` may appear in the user part (RFC 3261 §25.1 user-unreserved);
-        // after the host it starts headers.
-        let after_user = uri.rsplit_once('@').map_or(uri, |(_, host)| host);
-        if after_user.contains('?') {
+        // SipUri tells a `?` of the user part (RFC 3261 §25.1) from one
+        // that starts headers.
+        let parsed = SipUri::parse(uri).ok_or("malformed Request-URI")?;
+        if !parsed.headers.is_empty() {
             return Err("Request-URI with headers".into());
         }
-        SipUri::parse(uri).ok_or("malformed Request-URI")?;
         Ok(())
     } else if is("tel") {
         Ok(())

@@ -90,6 +90,22 @@ pub async fn host_toward(server: SocketAddr, shards: usize) -> anyhow::Result<Ho
     host::start(&cfg).await
 }
 
+/// Waits (up to `within`) for `host` to hold no call; its last status line
+/// either way, for the assertion.
+pub async fn status_when_idle(
+    host: &HostHandle,
+    within: std::time::Duration,
+) -> anyhow::Result<String> {
+    let give_up = std::time::Instant::now() + within;
+    loop {
+        let status = host.status().await?;
+        if status.starts_with("calls=0 ") || std::time::Instant::now() >= give_up {
+            return Ok(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 impl Rig {
     pub async fn new(alice_proto: Proto, bob_proto: Proto) -> Rig {
         Rig::with(alice_proto, bob_proto, loopback(), |_| {}).await

@@ -227,30 +227,16 @@ impl Probe {
             run,
         };
         let invite = client.invite(PROBE_CALL);
-        let deadline = Instant::now() + 64 * T1;
-        let mut next = Instant::now();
-        let mut buf = vec![0u8; 65_536];
-        while Instant::now() < deadline {
-            if Instant::now() >= next {
-                socket.send_to(&invite, target)?;
-                next = Instant::now() + T1;
-            }
-            let Ok(len) = socket.recv(&mut buf) else {
-                continue;
-            };
-            let Some(ok) = parse(&buf[..len]).filter(|m| {
-                m.status().is_some_and(|s| (200..300).contains(&s))
-                    && m.cseq().is_some_and(|(_, method)| method == "INVITE")
-            }) else {
-                continue;
-            };
-            socket.send_to(&client.ack(PROBE_CALL, &ok), target)?;
-            return Ok(Probe { socket, client, ok });
-        }
-        Err(LoadError::Socket(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "the probe call was not answered",
-        )))
+        let ok = until_final(&socket, target, &invite, "INVITE")
+            .filter(|m| m.status().is_some_and(|s| (200..300).contains(&s)));
+        let Some(ok) = ok else {
+            return Err(LoadError::Socket(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the probe call was not answered 2xx",
+            )));
+        };
+        socket.send_to(&client.ack(PROBE_CALL, &ok), target)?;
+        Ok(Probe { socket, client, ok })
     }
 
     /// A MESSAGE every `every` from `start` until `until`, each retransmitted
@@ -332,7 +318,7 @@ impl Probe {
             &self.ok,
             &format!("{}b{seq}", self.client.run),
         );
-        self.end(&bye);
+        until_final(&self.socket, target, &bye, "BYE");
         sent.iter()
             .map(|p| ProbeMessage {
                 sent: p.first.saturating_duration_since(start),
@@ -342,29 +328,36 @@ impl Probe {
             })
             .collect()
     }
+}
 
-    /// Sends the BYE until its final response (at most 64*T1).
-    fn end(&self, bye: &[u8]) {
-        let mut buf = vec![0u8; 65_536];
-        let deadline = Instant::now() + 64 * T1;
-        let mut next = Instant::now();
-        let mut interval = T1;
-        while Instant::now() < deadline {
-            if Instant::now() >= next {
-                let _ = self.socket.send_to(bye, self.client.target);
-                next = Instant::now() + interval;
-                interval = (interval * 2).min(T2);
-            }
-            let Ok(len) = self.socket.recv(&mut buf) else {
-                continue;
-            };
-            let answered = parse(&buf[..len]).is_some_and(|m| {
-                m.status().is_some_and(|s| s >= 200)
-                    && m.cseq().is_some_and(|(_, method)| method == "BYE")
-            });
-            if answered {
-                return;
-            }
+/// Sends `request` (a `method`) on `socket` to `target`, retransmitting it
+/// (T1 doubling up to T2) until its final response, which it returns, or
+/// for at most 64*T1.
+fn until_final(
+    socket: &UdpSocket,
+    target: SocketAddr,
+    request: &[u8],
+    method: &str,
+) -> Option<escalator_sip::SipMessage> {
+    let mut buf = vec![0u8; 65_536];
+    let deadline = Instant::now() + 64 * T1;
+    let mut next = Instant::now();
+    let mut interval = T1;
+    while Instant::now() < deadline {
+        if Instant::now() >= next {
+            let _ = socket.send_to(request, target);
+            next = Instant::now() + interval;
+            interval = (interval * 2).min(T2);
+        }
+        let Ok(len) = socket.recv(&mut buf) else {
+            continue;
+        };
+        let answer = parse(&buf[..len]).filter(|m| {
+            m.status().is_some_and(|s| s >= 200) && m.cseq().is_some_and(|(_, m)| m == method)
+        });
+        if answer.is_some() {
+            return answer;
         }
     }
+    None
 }

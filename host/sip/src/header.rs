@@ -52,6 +52,23 @@ pub fn find_param<'a>(
         .map(|(_, v)| v.as_deref())
 }
 
+/// The `tag` parameter of a name-addr or addr-spec value (From, To),
+/// read in place: parameters after the `>` of a name-addr, after the first
+/// `;` of an addr-spec, as [`NameAddr::parse`] splits them, but without
+/// building one or checking the rest (for the edge, which looks at every
+/// message's To before anything else does).
+pub fn tag_param(value: &str) -> Option<&str> {
+    let v = value.trim();
+    let params = match find_unquoted(v, '<') {
+        Some(lt) => &v[lt + v[lt..].find('>')? + 1..],
+        None => v.split_once(';')?.1,
+    };
+    params.split(';').find_map(|p| {
+        let (name, tag) = p.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("tag").then(|| tag.trim())
+    })
+}
+
 fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
     s.split(';')
         .map(str::trim)
@@ -257,6 +274,24 @@ pub fn parse_cseq(value: &str) -> Option<(u32, String)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_tag_read_in_place_is_the_one_name_addr_reads() {
+        for v in [
+            "<sip:b@h>;tag=x1",
+            "\"a;tag=no\" <sip:b@h;tag=uri>;foo ; TAG = x2",
+            "sip:b@h;tag=x3",
+            "<sip:b@h;tag=uri>",
+            "sip:b@h",
+            "<sip:b@h>;tag=",
+        ] {
+            assert_eq!(
+                tag_param(v).map(str::to_string),
+                NameAddr::parse(v).and_then(|n| n.tag()),
+                "{v}"
+            );
+        }
+    }
+
     #[test]
     fn name_addr_follows_rfc_3261_section_25() {
         // RFC 4475 §3.1.2.15 baddn, §3.1.2.14 badaspec, §3.1.2.13 regbadct.

@@ -493,6 +493,12 @@ impl SipMessage {
         crate::NameAddr::parse(self.header("To")?)?.tag()
     }
 
+    /// The To tag read in place (see [`crate::header::tag_param`]): no
+    /// allocation, and no check of the rest of the To.
+    pub fn to_tag_param(&self) -> Option<&str> {
+        crate::header::tag_param(self.header("To")?)
+    }
+
     pub fn content_type(&self) -> Option<&str> {
         self.header("Content-Type")
     }

@@ -35,7 +35,11 @@ impl SipUri {
             Some((u, h)) => (Some(u.to_string()), h),
             None => (None, rest),
         };
-        let (hostpart, headers) = after_user.split_once('?').unwrap_or((after_user, ""));
+        let (hostpart, headers) = match after_user.split_once('?') {
+            Some((_, "")) => return None, // `?` opens at least one header
+            Some(split) => split,
+            None => (after_user, ""),
+        };
         let mut segs = hostpart.split(';');
         let hostport = segs.next()?;
         let (host, port) = split_host_port(hostport)?;
@@ -177,6 +181,7 @@ mod tests {
             "sip:\"q\"@example.com",
             "sip:a@",
             "sip:a@ex%41mple.com",
+            "sip:a@example.com?",
         ] {
             assert_eq!(SipUri::parse(bad), None, "{bad:?}");
         }

@@ -68,11 +68,13 @@ impl Lane {
         let Some(method) = m.method() else {
             return Lane::Dialog; // a response
         };
+        // Read for every message: the tag in place, not a parsed To.
+        let to_tag = m.to_tag_param();
         match method {
-            "ACK" if m.to_tag().is_some_and(|t| t.ends_with(EDGE_TAG_MARK)) => Lane::Drop,
+            "ACK" if to_tag.is_some_and(|t| t.ends_with(EDGE_TAG_MARK)) => Lane::Drop,
             "ACK" => Lane::Dialog,
             "CANCEL" => Lane::Cancel,
-            _ if m.to_tag().is_some() => Lane::Dialog,
+            _ if to_tag.is_some() => Lane::Dialog,
             _ => Lane::New,
         }
     }
@@ -140,6 +142,15 @@ pub fn lanes(dialog: usize, new: usize) -> (Lanes, LaneReceivers) {
             wait,
         },
     )
+}
+
+/// A new request its lane does not take: the edge answers it (only
+/// inbound messages ride the new lane).
+fn turned_away(ev: TransportEvent) -> Delivery {
+    match ev {
+        TransportEvent::Inbound(i) => Delivery::Full(Box::new(i)),
+        TransportEvent::SendFailed { .. } => Delivery::Dropped,
+    }
 }
 
 #[derive(Clone)]
@@ -253,17 +264,11 @@ impl CoreInbox {
                     lanes.wait.last() > bound && lanes.new.capacity() < lanes.new.max_capacity()
                 });
                 if draining_late {
-                    return Ok(match ev {
-                        TransportEvent::Inbound(i) => Delivery::Full(Box::new(i)),
-                        TransportEvent::SendFailed { .. } => Delivery::Dropped,
-                    });
+                    return Ok(turned_away(ev));
                 }
                 return match lanes.new.try_send(ev) {
                     Ok(()) => Ok(Delivery::Queued),
-                    Err(TrySendError::Full(TransportEvent::Inbound(i))) => {
-                        Ok(Delivery::Full(Box::new(i)))
-                    }
-                    Err(TrySendError::Full(_)) => Ok(Delivery::Dropped),
+                    Err(TrySendError::Full(ev)) => Ok(turned_away(ev)),
                     Err(TrySendError::Closed(_)) => Err(Closed),
                 };
             }
