@@ -128,51 +128,115 @@ pub const EXTENSIONS: &[&str] = &[
     "eventlist",
 ];
 
-/// The options of `m`'s Require the host does not know (RFC 3261
-/// §8.2.2.3); none for ACK and CANCEL, which are never refused so.
-fn unsupported_required(m: &SipMessage) -> Vec<&str> {
-    if matches!(m.method(), Some("ACK" | "CANCEL")) {
-        return Vec::new();
-    }
-    m.header_values("Require")
-        .into_iter()
-        .map(str::trim)
-        .filter(|o| !o.is_empty() && !EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(o)))
-        .collect()
+/// The headers [`validate_request`] reads beyond the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Via,
+    Contact,
+    Route,
+    RecordRoute,
+    Require,
 }
 
-/// Every Via value (RFC 3261 §20.42): a sent-protocol and sent-by, then
-/// parameters none of which is empty; no empty element in a list.
-fn validate_vias(m: &SipMessage) -> Result<(), Refused> {
-    for h in m.headers.iter().filter(|h| name_is(&h.name, "Via")) {
-        for element in h.value.split(',') {
-            let well_formed = Via::parse(element).is_some()
-                && element.split(';').skip(1).all(|p| !p.trim().is_empty());
-            if !well_formed {
-                return Err("malformed Via".into());
+impl Checked {
+    /// Which one `name` is (compact forms too): by length first, so the
+    /// many headers that are none of them cost one comparison.
+    fn of(name: &str) -> Option<Checked> {
+        use Checked::*;
+        let candidates: &[(&str, Checked)] = match name.len() {
+            1 => &[("Via", Via), ("Contact", Contact)],
+            3 => &[("Via", Via)],
+            5 => &[("Route", Route)],
+            7 => &[("Contact", Contact), ("Require", Require)],
+            12 => &[("Record-Route", RecordRoute)],
+            _ => return None,
+        };
+        candidates
+            .iter()
+            .find(|(full, _)| name_is(name, full))
+            .map(|&(_, c)| c)
+    }
+}
+
+/// What one pass over a request's headers finds, kept apart so that
+/// [`validate_request`] reports it in its own order.
+struct Scan<'a> {
+    /// The first malformed Via.
+    via: Result<(), Refused>,
+    /// A Contact that is `*`.
+    star: bool,
+    /// The first malformed Contact, Route or Record-Route.
+    address: Result<(), Refused>,
+    /// Options of a Require the host does not know (RFC 3261 §8.2.2.3);
+    /// none for ACK and CANCEL, which are never refused so.
+    unknown: Vec<&'a str>,
+}
+
+fn scan(m: &SipMessage) -> Scan<'_> {
+    let require_binds = !matches!(m.method(), Some("ACK" | "CANCEL"));
+    let mut s = Scan {
+        via: Ok(()),
+        star: false,
+        address: Ok(()),
+        unknown: Vec::new(),
+    };
+    for h in &m.headers {
+        let (checked, value) = match Checked::of(&h.name) {
+            Some(c) => (c, h.value.as_str()),
+            None => continue,
+        };
+        match checked {
+            Checked::Via if s.via.is_ok() => s.via = check_via(value),
+            Checked::Contact => {
+                s.star |= value.trim() == "*";
+                if s.address.is_ok() {
+                    s.address = check_addresses("Contact", value);
+                }
             }
+            Checked::Route if s.address.is_ok() => s.address = check_addresses("Route", value),
+            Checked::RecordRoute if s.address.is_ok() => {
+                s.address = check_addresses("Record-Route", value)
+            }
+            Checked::Require if require_binds => s.unknown.extend(
+                crate::sip::header::split_list(value)
+                    .into_iter()
+                    .filter(|o| !EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(o))),
+            ),
+            _ => {}
+        }
+    }
+    s
+}
+
+/// A Via header's value (RFC 3261 §20.42): each element a sent-protocol
+/// and sent-by, then parameters none of which is empty; no empty element.
+fn check_via(value: &str) -> Result<(), Refused> {
+    for element in value.split(',') {
+        let well_formed = Via::parse(element).is_some()
+            && element.split(';').skip(1).all(|p| !p.trim().is_empty());
+        if !well_formed {
+            return Err("malformed Via".into());
         }
     }
     Ok(())
 }
 
-/// Contact (but `*`), Route and Record-Route: each value a name-addr or
-/// addr-spec whose SIP URI parses; Route and Record-Route in angle brackets.
-fn validate_addresses(m: &SipMessage) -> Result<(), Refused> {
-    for name in ["Contact", "Route", "Record-Route"] {
-        for value in m.header_values(name) {
-            if name == "Contact" && value.trim() == "*" {
-                continue;
-            }
-            let na = NameAddr::parse(value).ok_or(format!("malformed {name}"))?;
-            if name != "Contact" && !value.trim_start().starts_with('<') {
-                return Err(format!("{name} without angle brackets").into());
-            }
-            let scheme = na.uri.split_once(':').map_or("", |(s, _)| s);
-            let sip = scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
-            if sip && SipUri::parse(&na.uri).is_none() {
-                return Err(format!("malformed URI in {name}").into());
-            }
+/// A Contact (but `*`), Route or Record-Route value: each element a
+/// name-addr or addr-spec whose SIP URI parses; Route and Record-Route in
+/// angle brackets.
+fn check_addresses(name: &str, value: &str) -> Result<(), Refused> {
+    for element in crate::sip::header::split_list(value) {
+        if name == "Contact" && element == "*" {
+            continue;
+        }
+        let na = NameAddr::parse(element).ok_or(format!("malformed {name}"))?;
+        if name != "Contact" && !element.starts_with('<') {
+            return Err(format!("{name} without angle brackets").into());
+        }
+        let scheme = na.uri.split_once(':').map_or("", |(s, _)| s);
+        let sip = scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
+        if sip && SipUri::parse(&na.uri).is_none() {
+            return Err(format!("malformed URI in {name}").into());
         }
     }
     Ok(())
@@ -225,7 +289,9 @@ pub fn validate_request(m: &SipMessage) -> Result<(), Refused> {
     {
         return Err("Via branch is the magic cookie alone".into());
     }
-    validate_vias(m)?;
+    // The headers below are read in one pass (a request has many).
+    let found = scan(m);
+    found.via?;
     validate_common(m)?;
     let (_, cseq_method) = m.cseq().ok_or("malformed CSeq")?;
     if cseq_method != method {
@@ -239,17 +305,12 @@ pub fn validate_request(m: &SipMessage) -> Result<(), Refused> {
     if let Some(uri) = m.request_uri() {
         validate_request_uri(uri)?;
     }
-    let star = m
-        .headers
-        .iter()
-        .any(|h| name_is(&h.name, "Contact") && h.value.trim() == "*");
-    if star && method != "REGISTER" {
+    if found.star && method != "REGISTER" {
         return Err("Contact: * outside REGISTER".into());
     }
-    validate_addresses(m)?;
-    let unknown = unsupported_required(m);
-    if !unknown.is_empty() {
-        let list = unknown.join(", ");
+    found.address?;
+    if !found.unknown.is_empty() {
+        let list = found.unknown.join(", ");
         return Err(Refused {
             status: 420,
             problem: format!("unsupported option in Require: {list}"),
