@@ -165,6 +165,12 @@ pub struct LimitsConfig {
     /// 503 with Retry-After at once, so the buffer never overflows onto
     /// calls in progress (Linux; elsewhere ignored). 0: never.
     pub shed_at_socket_fill_percent: u32,
+    /// Overload: a peer sending most of what a UDP receive loop reads while
+    /// it falls behind is moved to a socket of its own (same address), so
+    /// the peers that shared the socket with it (the core, the calls in
+    /// progress) are not dropped with its flood (Linux). At most this many
+    /// peers at once; 0: never. A moved peer returns after 10 s quiet.
+    pub isolate_flooding_peers: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -235,6 +241,7 @@ impl Default for LimitsConfig {
             shed_after_ms: 200,
             new_request_queue: 256,
             shed_at_socket_fill_percent: 25,
+            isolate_flooding_peers: 8,
         }
     }
 }
@@ -411,6 +418,8 @@ impl Config {
             udp_receivers: self.listen.udp_receivers,
             shed_at_socket_fill: (self.limits.shed_at_socket_fill_percent > 0)
                 .then_some(self.limits.shed_at_socket_fill_percent),
+            isolate_flooding_peers: self.limits.isolate_flooding_peers,
+            ..Limits::default()
         }
     }
 }

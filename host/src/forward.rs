@@ -1,8 +1,9 @@
 //! Pure rewriting of messages between the two legs of a call.
 
+use crate::sip::header::NameAddrRef;
 use crate::sip::message::name_is;
-use crate::sip::uri::host_port;
-use crate::sip::{NameAddr, SipMessage, SipUri, Via};
+use crate::sip::uri::{host_port, SipUriRef};
+use crate::sip::{NameAddr, SipMessage, Via};
 use crate::transport::Proto;
 use std::net::SocketAddr;
 
@@ -229,13 +230,14 @@ fn check_addresses(name: &str, value: &str) -> Result<(), Refused> {
         if name == "Contact" && element == "*" {
             continue;
         }
-        let na = NameAddr::parse(element).ok_or(format!("malformed {name}"))?;
-        if name != "Contact" && !element.starts_with('<') {
+        // Read in place: only whether it is well-formed matters here.
+        let na = NameAddrRef::parse(element).ok_or(format!("malformed {name}"))?;
+        if name != "Contact" && !na.bracketed {
             return Err(format!("{name} without angle brackets").into());
         }
         let scheme = na.uri.split_once(':').map_or("", |(s, _)| s);
         let sip = scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
-        if sip && SipUri::parse(&na.uri).is_none() {
+        if sip && SipUriRef::parse(na.uri).is_none() {
             return Err(format!("malformed URI in {name}").into());
         }
     }
@@ -260,7 +262,7 @@ fn validate_request_uri(uri: &str) -> Result<(), Refused> {
     if is("sip") || is("sips") {
         // SipUri tells a `?` of the user part (RFC 3261 §25.1) from one
         // that starts headers.
-        let parsed = SipUri::parse(uri).ok_or("malformed Request-URI")?;
+        let parsed = SipUriRef::parse(uri).ok_or("malformed Request-URI")?;
         if !parsed.headers.is_empty() {
             return Err("Request-URI with headers".into());
         }
@@ -332,7 +334,7 @@ pub fn validate_response(m: &SipMessage) -> Result<(), String> {
 fn validate_common(m: &SipMessage) -> Result<(), String> {
     for name in ["From", "To"] {
         let v = m.header(name).ok_or(format!("missing {name}"))?;
-        NameAddr::parse(v).ok_or(format!("malformed {name}"))?;
+        NameAddrRef::parse(v).ok_or(format!("malformed {name}"))?;
     }
     if m.call_id().is_none_or(|c| c.trim().is_empty()) {
         return Err("missing Call-ID".into());

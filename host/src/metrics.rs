@@ -32,6 +32,10 @@ pub const SHED_AT_EDGE: &str = "edge";
 pub const SHED_IN_QUEUE: &str = "queue";
 /// Datagrams the kernel dropped on a full UDP receive buffer, per socket.
 pub const UDP_RECEIVE_DROPS: &str = "escalator_udp_receive_drops_total";
+/// Peers moved to a UDP socket of their own because they flooded the one
+/// they shared (`transport/isolation.rs`), and how many hold one now.
+pub const UDP_ISOLATIONS: &str = "escalator_udp_isolations_total";
+pub const UDP_ISOLATED_PEERS: &str = "escalator_udp_isolated_peers";
 /// From reading a message off the socket to the end of its handling in the
 /// core (parse, queue, transaction and dialog work, responses and forwards
 /// queued for sending): the host's own share of the per-hop delay.

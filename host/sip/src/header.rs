@@ -107,32 +107,11 @@ impl NameAddr {
     /// the angle brackets (no white space); a URI holding `?`, `,` or `;`
     /// only inside angle brackets.
     pub fn parse(value: &str) -> Option<Self> {
-        let v = value.trim();
-        if let Some(lt) = find_unquoted(v, '<') {
-            let gt = lt + v[lt..].find('>')?;
-            let display = v[..lt].trim();
-            let uri = &v[lt + 1..gt];
-            if !display_name_ok(display) || uri.is_empty() || uri.contains(char::is_whitespace) {
-                return None;
-            }
-            Some(NameAddr {
-                display: (!display.is_empty()).then(|| display.to_string()),
-                uri: uri.to_string(),
-                params: parse_params(&v[gt + 1..]),
-            })
-        } else {
-            // addr-spec: parameters after the URI belong to the header (RFC 3261 section 20.10).
-            let (uri, params) = v.split_once(';').unwrap_or((v, ""));
-            let uri = uri.trim();
-            if uri.is_empty() || uri.contains(|c: char| c.is_whitespace() || c == '?' || c == ',') {
-                return None;
-            }
-            Some(NameAddr {
-                display: None,
-                uri: uri.to_string(),
-                params: parse_params(params),
-            })
-        }
+        NameAddrRef::parse(value).map(|r| NameAddr {
+            display: r.display.map(str::to_string),
+            uri: r.uri.to_string(),
+            params: parse_params(r.params),
+        })
     }
 
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
@@ -156,6 +135,54 @@ impl NameAddr {
     pub fn with_tag(mut self, tag: &str) -> Self {
         self.set_param("tag", Some(tag));
         self
+    }
+}
+
+/// A [`NameAddr`] read in place: the same grammar, nothing copied (for
+/// checks on the receive path that only need to know the value is
+/// well-formed, and its URI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddrRef<'a> {
+    pub display: Option<&'a str>,
+    /// The URI text, as received.
+    pub uri: &'a str,
+    /// What follows the URI (`;name=value...`), unparsed.
+    pub params: &'a str,
+    /// Whether the URI was in angle brackets (a name-addr).
+    pub bracketed: bool,
+}
+
+impl<'a> NameAddrRef<'a> {
+    /// See [`NameAddr::parse`]: the grammar lives here.
+    pub fn parse(value: &'a str) -> Option<Self> {
+        let v = value.trim();
+        if let Some(lt) = find_unquoted(v, '<') {
+            let gt = lt + v[lt..].find('>')?;
+            let display = v[..lt].trim();
+            let uri = &v[lt + 1..gt];
+            if !display_name_ok(display) || uri.is_empty() || uri.contains(char::is_whitespace) {
+                return None;
+            }
+            Some(NameAddrRef {
+                display: (!display.is_empty()).then_some(display),
+                uri,
+                params: &v[gt + 1..],
+                bracketed: true,
+            })
+        } else {
+            // addr-spec: parameters after the URI belong to the header (RFC 3261 section 20.10).
+            let (uri, params) = v.split_once(';').unwrap_or((v, ""));
+            let uri = uri.trim();
+            if uri.is_empty() || uri.contains(|c: char| c.is_whitespace() || c == '?' || c == ',') {
+                return None;
+            }
+            Some(NameAddrRef {
+                display: None,
+                uri,
+                params,
+                bracketed: false,
+            })
+        }
     }
 }
 
@@ -274,6 +301,34 @@ pub fn parse_cseq(value: &str) -> Option<(u32, String)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_reading_in_place_is_the_owned_one() {
+        use super::{NameAddr, NameAddrRef};
+        for v in [
+            "\"A, b\" <sip:a@h;lr>;tag=1",
+            "Bob Smith <sip:b@h>",
+            "sip:b@h;tag=2",
+            "<sip:b@h?Subject=x>",
+            "sip:b@h?Subject=x",
+            "<sip:a b@h>",
+            "a, b <sip:x@h>",
+            "<sip:x@h",
+            "",
+        ] {
+            let (owned, borrowed) = (NameAddr::parse(v), NameAddrRef::parse(v));
+            assert_eq!(owned.is_some(), borrowed.is_some(), "{v}");
+            let (Some(o), Some(b)) = (owned, borrowed) else {
+                continue;
+            };
+            assert_eq!(
+                (o.display.as_deref(), o.uri.as_str()),
+                (b.display, b.uri),
+                "{v}"
+            );
+            assert_eq!(b.bracketed, v.contains('<'), "{v}");
+        }
+    }
+
     #[test]
     fn the_tag_read_in_place_is_the_one_name_addr_reads() {
         for v in [

@@ -15,8 +15,25 @@ pub struct SipUri {
     pub headers: Vec<(String, String)>,
 }
 
-impl SipUri {
-    pub fn parse(s: &str) -> Option<Self> {
+/// A [`SipUri`] read in place: the same grammar, nothing copied (for the
+/// checks on the receive path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipUriRef<'a> {
+    /// As written (`sip` or `sips`, any case).
+    pub scheme: &'a str,
+    pub user: Option<&'a str>,
+    /// A host name, IPv4 address or bracketed IPv6 reference.
+    pub host: &'a str,
+    pub port: Option<u16>,
+    /// `name[=value]` parameters, `;`-separated, unparsed (no leading `;`).
+    pub params: &'a str,
+    /// The headers after `?`, `&`-separated, raw; empty when none.
+    pub headers: &'a str,
+}
+
+impl<'a> SipUriRef<'a> {
+    /// See [`SipUri::parse`]: the grammar lives here.
+    pub fn parse(s: &'a str) -> Option<Self> {
         let s = s.trim();
         // Only the characters RFC 3261 §25.1 lets a SIP URI hold (escaped
         // as %XX otherwise): never white space, a control byte, `<`, `>`
@@ -32,7 +49,7 @@ impl SipUri {
         // headers no unescaped `@`: the user ends at the last `@`, headers
         // start at the first `?` after it.
         let (user, after_user) = match rest.rsplit_once('@') {
-            Some((u, h)) => (Some(u.to_string()), h),
+            Some((u, h)) => (Some(u), h),
             None => (None, rest),
         };
         let (hostpart, headers) = match after_user.split_once('?') {
@@ -40,17 +57,33 @@ impl SipUri {
             Some(split) => split,
             None => (after_user, ""),
         };
-        let mut segs = hostpart.split(';');
-        let hostport = segs.next()?;
-        let (host, port) = split_host_port(hostport)?;
-        let params = segs
+        let (hostport, params) = hostpart.split_once(';').unwrap_or((hostpart, ""));
+        let (host, port) = split_host_port_ref(hostport)?;
+        Some(SipUriRef {
+            scheme,
+            user,
+            host,
+            port,
+            params,
+            headers,
+        })
+    }
+}
+
+impl SipUri {
+    pub fn parse(s: &str) -> Option<Self> {
+        let r = SipUriRef::parse(s)?;
+        let params = r
+            .params
+            .split(';')
             .filter(|p| !p.is_empty())
             .map(|p| match p.split_once('=') {
                 Some((k, v)) => (k.to_string(), Some(v.to_string())),
                 None => (p.to_string(), None),
             })
             .collect();
-        let headers = headers
+        let headers = r
+            .headers
             .split('&')
             .filter(|h| !h.is_empty())
             .map(|h| match h.split_once('=') {
@@ -59,10 +92,10 @@ impl SipUri {
             })
             .collect();
         Some(SipUri {
-            scheme: scheme.to_ascii_lowercase(),
-            user,
-            host,
-            port,
+            scheme: r.scheme.to_ascii_lowercase(),
+            user: r.user.map(str::to_string),
+            host: r.host.to_string(),
+            port: r.port,
             params,
             headers,
         })
@@ -104,6 +137,12 @@ impl SipUri {
 
 /// Split `host[:port]`, where host may be `[v6]`.
 pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    split_host_port_ref(s).map(|(host, port)| (host.to_string(), port))
+}
+
+/// [`split_host_port`] without a copy: the host as written (an IPv6
+/// reference with its brackets).
+pub fn split_host_port_ref(s: &str) -> Option<(&str, Option<u16>)> {
     if s.is_empty() {
         return None;
     }
@@ -114,7 +153,7 @@ pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
             "" => None,
             p => Some(p.strip_prefix(':')?.parse().ok()?),
         };
-        return Some((format!("[{v6}]"), port));
+        return Some((&s[..v6.len() + 2], port));
     }
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => (h, Some(p.parse().ok()?)),
@@ -127,7 +166,7 @@ pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    host_ok.then(|| (host.to_string(), port))
+    host_ok.then_some((host, port))
 }
 
 /// unreserved, reserved, `%` of an escape, and the brackets of an IPv6
@@ -169,6 +208,33 @@ impl fmt::Display for SipUri {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_reading_in_place_is_the_owned_one() {
+        use super::{SipUri, SipUriRef};
+        for s in [
+            "sip:alice@example.com",
+            "SIPS:a%20b@[2001:db8::1]:5061;transport=tcp;lr?Replaces=x%40y&Subject=hi",
+            "sip:user?odd@host.example;maddr=10.0.0.1",
+            "sip:10.0.0.1:5060",
+            "sip:host;;lr;",
+            "sip:a@[2001:db8::1",
+            "sip:a@host?",
+            "sip:a b@host",
+            "tel:+123",
+            "sip:a@ho st",
+        ] {
+            let (owned, borrowed) = (SipUri::parse(s), SipUriRef::parse(s));
+            assert_eq!(owned.is_some(), borrowed.is_some(), "{s}");
+            let (Some(o), Some(b)) = (owned, borrowed) else {
+                continue;
+            };
+            assert_eq!(o.scheme, b.scheme.to_ascii_lowercase(), "{s}");
+            assert_eq!(o.user.as_deref(), b.user, "{s}");
+            assert_eq!((o.host.as_str(), o.port), (b.host, b.port), "{s}");
+            assert_eq!(o.headers.is_empty(), b.headers.is_empty(), "{s}");
+        }
+    }
+
     #[test]
     fn only_uri_characters_and_host_names() {
         for bad in [

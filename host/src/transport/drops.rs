@@ -2,7 +2,9 @@
 //! full. Linux counts them per socket in `/proc/net/udp` and `udp6` (the
 //! last column), found by the socket's inode; the host exports them as
 //! `escalator_udp_receive_drops_total` so an operator sees bursts being
-//! lost without reading `/proc`.
+//! lost without reading `/proc`. The sockets watched change: a flooding
+//! peer's socket of its own (`isolation.rs`) is added while it lives, and
+//! what it dropped stays counted once it is closed.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -50,10 +52,44 @@ fn receive_drops(tables: &[String], inode: u64) -> Option<u64> {
     tables.iter().find_map(|table| drops_in(table, inode))
 }
 
+/// The sockets whose drops are published: those open now (listen address,
+/// inode) and, per listen address, what the closed ones had dropped.
+#[derive(Debug, Default)]
+pub(super) struct Watched {
+    live: Vec<(SocketAddr, u64)>,
+    retired: std::collections::BTreeMap<SocketAddr, u64>,
+}
+
+impl Watched {
+    pub fn add(&mut self, local: SocketAddr, inode: u64) {
+        self.live.push((local, inode));
+    }
+
+    /// The socket with `inode` is closing: what it dropped is kept.
+    pub fn retire(&mut self, inode: u64) {
+        let Some(at) = self.live.iter().position(|&(_, i)| i == inode) else {
+            return;
+        };
+        let (local, _) = self.live.swap_remove(at);
+        let dropped = receive_drops(&read_tables(), inode).unwrap_or(0);
+        *self.retired.entry(local).or_insert(0) += dropped;
+    }
+
+    /// Drops per listen address, open and closed sockets together.
+    fn totals(&self, tables: &[String]) -> std::collections::BTreeMap<SocketAddr, u64> {
+        let mut sums = drops_per_address(tables, &self.live);
+        for (local, dropped) in &self.retired {
+            *sums.entry(*local).or_insert(0) += dropped;
+        }
+        sums
+    }
+}
+
 /// Publishes, every few seconds, the drops of each listen address: the sum
-/// over the sockets that serve it (a `SO_REUSEPORT` group, see `udp`).
+/// over the sockets that serve it (a `SO_REUSEPORT` group, see `udp`, and
+/// the sockets of isolated peers).
 pub(super) async fn export(
-    sockets: Vec<(SocketAddr, u64)>,
+    watched: std::sync::Arc<std::sync::Mutex<Watched>>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let mut tick = tokio::time::interval(EVERY);
@@ -62,7 +98,12 @@ pub(super) async fn export(
             _ = tick.tick() => {}
             _ = cancel.cancelled() => return,
         }
-        for (local, drops) in drops_per_address(&read_tables(), &sockets) {
+        let tables = read_tables();
+        let totals = match watched.lock() {
+            Ok(w) => w.totals(&tables),
+            Err(_) => return,
+        };
+        for (local, drops) in totals {
             metrics::counter!(crate::metrics::UDP_RECEIVE_DROPS, "local" => local.to_string())
                 .absolute(drops);
         }
@@ -124,9 +165,17 @@ mod tests {
         for _ in 0..200 {
             sender.send_to(&[0u8; 1000], to).expect("send");
         }
-        assert!(
-            receive_drops(&read_tables(), inode).unwrap_or(0) > 0,
-            "nobody read: the kernel dropped"
-        );
+        let dropped = receive_drops(&read_tables(), inode).unwrap_or(0);
+        assert!(dropped > 0, "nobody read: the kernel dropped");
+        // Watched while open, and still counted once closed.
+        let mut watched = Watched::default();
+        watched.add(to, inode);
+        assert_eq!(watched.totals(&read_tables()).get(&to), Some(&dropped));
+        watched.retire(inode);
+        drop(receiver);
+        assert_eq!(receive_drops(&read_tables(), inode), None, "closed");
+        assert_eq!(watched.totals(&read_tables()).get(&to), Some(&dropped));
+        watched.retire(inode); // twice: no change
+        assert_eq!(watched.totals(&read_tables()).get(&to), Some(&dropped));
     }
 }

@@ -6,6 +6,7 @@ mod backlog;
 #[cfg(target_os = "linux")]
 mod drops;
 mod inbox;
+mod isolation;
 mod tcp;
 mod udp;
 mod udp_batch;
@@ -151,6 +152,12 @@ pub struct Limits {
     /// buffer taken answers the new requests it reads 503 itself (see
     /// `backlog.rs`); None: never.
     pub shed_at_socket_fill: Option<u32>,
+    /// Peers that may hold a UDP socket of their own at once, when one
+    /// floods the socket it shares with others (see `isolation.rs`); 0:
+    /// never.
+    pub isolate_flooding_peers: usize,
+    /// A socket of its own closes after reading nothing for this long.
+    pub isolated_idle: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -163,6 +170,8 @@ impl Default for Limits {
             // The host's configuration turns it on (`limits` in the
             // config); a bare transport (a test UA) sheds nothing.
             shed_at_socket_fill: None,
+            isolate_flooding_peers: 0,
+            isolated_idle: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -270,6 +279,11 @@ pub(crate) struct Shared {
     events: CoreInbox,
     limits: Limits,
     cancel: CancellationToken,
+    /// Peers given a UDP socket of their own (`isolation.rs`).
+    isolated: isolation::Isolated,
+    /// The UDP sockets whose kernel drops are published (`drops.rs`).
+    #[cfg(target_os = "linux")]
+    watched: Arc<Mutex<drops::Watched>>,
 }
 
 /// Handle to the transports; cheap to clone.
@@ -321,23 +335,33 @@ impl Transport {
             events,
             limits,
             cancel: CancellationToken::new(),
+            isolated: isolation::Isolated::default(),
+            #[cfg(target_os = "linux")]
+            watched: Default::default(),
         });
         // One receive loop per socket of a group: each peer is read by one
         // loop, in arrival order; peers are spread over the loops.
-        #[cfg(target_os = "linux")]
-        let mut inodes = Vec::new();
         for (group, local, queue) in udp_groups {
             for socket in &group {
                 #[cfg(target_os = "linux")]
-                inodes.extend(drops::socket_inode(&**socket).map(|i| (local, i)));
-                tokio::spawn(udp::receive_loop(shared.clone(), socket.clone(), local));
+                if let (Some(inode), Ok(mut w)) =
+                    (drops::socket_inode(&**socket), shared.watched.lock())
+                {
+                    w.add(local, inode);
+                }
+                tokio::spawn(udp::receive_loop(
+                    shared.clone(),
+                    socket.clone(),
+                    local,
+                    None,
+                ));
             }
             // Sends leave through the group's first socket (same address).
             tokio::spawn(udp::send_loop(shared.clone(), group[0].clone(), queue));
         }
         #[cfg(target_os = "linux")]
-        if !inodes.is_empty() {
-            tokio::spawn(drops::export(inodes, shared.cancel.clone()));
+        if !udp.is_empty() {
+            tokio::spawn(drops::export(shared.watched.clone(), shared.cancel.clone()));
         }
         for l in listeners {
             tokio::spawn(tcp::accept_loop(shared.clone(), l));
@@ -372,6 +396,12 @@ impl Transport {
     /// Send without waiting. Failures come back as [`TransportEvent::SendFailed`].
     pub fn send(&self, target: &Target, data: Bytes, token: Option<u64>) {
         self.shared.send(target, data, token)
+    }
+
+    /// The peers that flooded a shared UDP socket and read from a socket
+    /// of their own now (see `isolation.rs`).
+    pub fn isolated_peers(&self) -> Vec<SocketAddr> {
+        self.shared.isolated.list()
     }
 
     pub fn open_connections(&self) -> usize {

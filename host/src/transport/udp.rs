@@ -7,8 +7,11 @@
 //! datagram's addresses and ports to pick the socket, so all datagrams of
 //! one peer are read by one loop, in arrival order, and handed to the core
 //! in that order, while different peers are read and parsed in parallel.
+//! A peer that floods its socket is moved to a socket of its own in the
+//! group, without breaking that order (`isolation.rs`).
 
-use super::udp_batch::BatchReader;
+use super::isolation::{self, Own, HANDOVER_WAIT};
+use super::udp_batch::{send_batch, BatchReader};
 use super::{parse_inbound, Inbound, Lane, Proto, Shared, Target, TransportEvent};
 use crate::metrics;
 use bytes::Bytes;
@@ -16,6 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
 
 /// Binds `addr` for receiving with `count` sockets (see the module doc),
 /// each asking for a receive buffer of `receive_buffer` bytes (0: the
@@ -30,15 +34,15 @@ pub(super) fn bind_group(
     // A plain bind first: it conflicts with any socket on the address
     // (SO_REUSEPORT ones included) and picks the port when `addr` has none.
     let probe = std::net::UdpSocket::bind(addr)?;
+    // Shared even when alone: a flooding peer's socket of its own joins
+    // the group (`isolation.rs`).
     #[cfg(target_os = "linux")]
-    let sockets = if count > 1 {
+    let sockets = {
         let local = probe.local_addr()?;
         drop(probe);
-        (0..count)
+        (0..count.max(1))
             .map(|_| shared_socket(local))
             .collect::<io::Result<Vec<_>>>()?
-    } else {
-        vec![probe]
     };
     // Elsewhere SO_REUSEPORT does not spread one address's datagrams by
     // peer: one socket, one loop.
@@ -107,9 +111,37 @@ pub(super) fn granted_receive_buffer(reported: usize) -> usize {
 /// Datagrams read per system call at most (see `udp_batch.rs`).
 const BATCH: usize = 8;
 
-pub(super) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: SocketAddr) {
+/// Reads one socket of a group, or, with `own`, the socket of one
+/// flooding peer (`isolation.rs`), which ends once the peer is quiet.
+pub(super) async fn receive_loop(
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    own: Option<Own>,
+) {
     let mut reader = BatchReader::new(BATCH);
+    let mut answers = Vec::with_capacity(BATCH);
+    // Sockets of their own waiting for this loop to read its socket empty.
+    let mut handovers: Vec<oneshot::Sender<()>> = Vec::new();
+    let peer = match own {
+        Some(Own { peer, go }) => {
+            tokio::select! {
+                _ = tokio::time::timeout(HANDOVER_WAIT, go) => {}
+                _ = shared.cancel.cancelled() => return,
+            }
+            Some(peer)
+        }
+        None => None,
+    };
+    let idle = shared.limits.isolated_idle;
     loop {
+        // Only a socket of its own ends when quiet (no clock read otherwise).
+        let quiet = async {
+            match peer {
+                Some(_) => tokio::time::sleep(idle).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = reader.read(&socket) => if let Err(e) = r {
                 // ICMP port unreachable surfaces here on some systems; keep going.
@@ -117,15 +149,28 @@ pub(super) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, lo
                 continue;
             },
             _ = shared.cancel.cancelled() => return,
+            _ = quiet => {
+                if let Some(peer) = peer {
+                    isolation::release(&shared, &socket, peer);
+                }
+                return;
+            }
         }
         let received = std::time::Instant::now();
         // Falling behind (a full batch, and the socket filling up): new
-        // requests read now are answered 503 here (see `backlog.rs`).
+        // requests read now are answered 503 here (see `backlog.rs`), and
+        // a peer sending most of them gets a socket of its own.
         let behind = reader.was_full()
             && shared
                 .limits
                 .shed_at_socket_fill
                 .is_some_and(|p| super::backlog::filled_over(&socket, p));
+        if behind && peer.is_none() {
+            let flooding = isolation::dominant(reader.datagrams().map(|(_, from)| from));
+            if let Some(go) = flooding.and_then(|f| isolation::isolate(&shared, local, f)) {
+                handovers.push(go);
+            }
+        }
         for (data, from) in reader.datagrams() {
             if data.iter().all(|b| b.is_ascii_whitespace()) {
                 continue; // keep-alive
@@ -148,12 +193,24 @@ pub(super) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, lo
                     continue;
                 };
                 if let Some(bytes) = super::admission::answer(inbound, metrics::SHED_AT_SOCKET) {
-                    let _ = socket.try_send_to(&bytes, from);
+                    answers.push((bytes, from));
                 }
                 continue;
             }
             if !shared.deliver(ev).await {
                 return;
+            }
+        }
+        if !answers.is_empty() {
+            // One system call for the batch's 503s.
+            send_batch(&socket, &answers);
+            answers.clear();
+        }
+        if !reader.was_full() {
+            // Read empty: whatever a moved peer sent before its move has
+            // been handed on; its own loop may start.
+            for go in handovers.drain(..) {
+                let _ = go.send(());
             }
         }
         // The shards run on threads of their own (`host.rs`), so nothing

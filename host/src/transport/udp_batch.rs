@@ -1,8 +1,10 @@
-//! Reading UDP datagrams in batches: on Linux one `recvmmsg` system call
-//! reads every datagram already waiting (up to a batch), in arrival order;
-//! elsewhere one `recv_from` per datagram. Under load, when one receive
-//! loop serves a busy peer alone (see `udp.rs`: one peer, one loop), the
-//! system call per datagram is what the loop would spend most on.
+//! UDP datagrams in batches: on Linux one `recvmmsg` system call reads
+//! every datagram already waiting (up to a batch), in arrival order, and
+//! one `sendmmsg` sends the answers a receive loop makes itself (the edge's
+//! 503s under overload); elsewhere one system call per datagram. Under
+//! load, when one receive loop serves a busy peer alone (see `udp.rs`: one
+//! peer, one loop), the system call per datagram is what the loop would
+//! spend most on.
 
 use std::io;
 use std::net::SocketAddr;
@@ -66,6 +68,82 @@ impl BatchReader {
             .zip(&self.bufs)
             .map(|(&(n, from), buf)| (&buf[..n.min(buf.len())], from))
     }
+}
+
+/// Sends `datagrams` without waiting, in one system call where the
+/// platform has one; what the socket cannot take now is dropped (these are
+/// answers to retransmitted requests: a retransmission meets them again).
+/// Returns how many were sent.
+pub(super) fn send_batch(socket: &UdpSocket, datagrams: &[(bytes::Bytes, SocketAddr)]) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = socket.as_raw_fd();
+        // Straight to the kernel (MSG_DONTWAIT), not through tokio's
+        // readiness: this socket is read here, never awaited for writing,
+        // so tokio may not know yet that it is writable.
+        let mut sent = 0;
+        while sent < datagrams.len() {
+            match send_mmsg(fd, &datagrams[sent..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sent += n,
+            }
+        }
+        sent
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        datagrams
+            .iter()
+            .filter(|(data, to)| socket.try_send_to(data, *to).is_ok())
+            .count()
+    }
+}
+
+/// One `sendmmsg(2)` without blocking: how many of `datagrams` left.
+#[cfg(target_os = "linux")]
+fn send_mmsg(
+    fd: std::os::fd::RawFd,
+    datagrams: &[(bytes::Bytes, SocketAddr)],
+) -> io::Result<usize> {
+    use std::mem::zeroed;
+    let addrs: Vec<socket2::SockAddr> = datagrams.iter().map(|(_, to)| (*to).into()).collect();
+    let mut iovs: Vec<libc::iovec> = datagrams
+        .iter()
+        .map(|(data, _)| libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = addrs
+        .iter()
+        .zip(iovs.iter_mut())
+        .map(|(addr, iov)| {
+            // SAFETY: all-zero is a valid value for this plain C struct;
+            // every pointer set below outlives the call.
+            let mut h: libc::mmsghdr = unsafe { zeroed() };
+            h.msg_hdr.msg_name = addr.as_ptr().cast::<libc::c_void>().cast_mut();
+            h.msg_hdr.msg_namelen = addr.len();
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    // SAFETY: `hdrs` holds one header per datagram whose name and iovec
+    // point into `addrs`, `iovs` and the datagrams, alive for the call; the
+    // kernel only reads the buffers.
+    let r = unsafe {
+        libc::sendmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            hdrs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
 }
 
 /// One `recvmmsg(2)` without blocking: `WouldBlock` when nothing waits.
@@ -173,5 +251,32 @@ mod tests {
             }
         }
         assert_eq!(seen, (0..20).collect::<Vec<u8>>());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_sent_in_order_to_each_address() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a");
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind b");
+        let (to_a, to_b) = (a.local_addr().expect("a"), b.local_addr().expect("b"));
+        let batch: Vec<(bytes::Bytes, SocketAddr)> = (0..10u8)
+            .map(|i| {
+                (
+                    bytes::Bytes::from(vec![i; 5]),
+                    if i % 2 == 0 { to_a } else { to_b },
+                )
+            })
+            .collect();
+        assert_eq!(send_batch(&socket, &batch), 10);
+        let mut buf = [0u8; 16];
+        for (peer, first) in [(&a, 0u8), (&b, 1u8)] {
+            peer.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .expect("timeout");
+            for i in 0..5u8 {
+                let (n, from) = peer.recv_from(&mut buf).expect("a datagram");
+                assert_eq!(from, socket.local_addr().expect("address"));
+                assert_eq!(&buf[..n], &[first + 2 * i; 5]);
+            }
+        }
     }
 }
