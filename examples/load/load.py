@@ -434,9 +434,12 @@ def fixed_rate(rate, repeat, transport):
         for name, start in target_starters(transport):
             proc, addr = start(uas_port)
             ok = passes(addr, transport, rate)
+            # Overload control's 503s, where the target has it.
+            shed = metric_total(addr, "escalator_overload_shed_total") if addr in METRICS else float("nan")
             stop(proc)
             passed.setdefault(name, []).append(ok)
-            print(f"{transport} {name} at {rate}/s: {'pass' if ok else 'FAIL'}", flush=True)
+            print(f"{transport} {name} at {rate}/s: {'pass' if ok else 'FAIL'}"
+                  f"{'' if shed != shed or not shed else f' ({shed:.0f} shed 503)'}", flush=True)
     stop(uas)
     for name, runs in passed.items():
         print(f"{transport} {name}: passed {sum(runs)} of {len(runs)} runs at {rate}/s")
@@ -556,6 +559,22 @@ def udp_drops():
     return out
 
 
+def shared_socket_drops(addr):
+    """Datagrams the kernel dropped on the host's shared UDP sockets at addr
+    (ip:port): those not connected to one peer (a flooding peer's socket of
+    its own is connected), from /proc/net/udp."""
+    ip, port_ = addr.rsplit(":", 1)
+    local = "".join(f"{int(b):02X}" for b in reversed(ip.split("."))) + f":{int(port_):04X}"
+    total = 0
+    with open("/proc/net/udp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if cols[1] == local and cols[2] == "00000000:0000":
+                total += int(cols[-1])
+    return total
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -650,7 +669,8 @@ def escalation_load(calls):
     stop(uas)
 
 
-OVERLOAD_OFF = "shed_after_ms = 0\nnew_request_queue = 0\nshed_at_socket_fill_percent = 0\n"
+OVERLOAD_OFF = ("shed_after_ms = 0\nnew_request_queue = 0\nshed_at_socket_fill_percent = 0\n"
+                "isolate_flooding_peers = 0\n")
 
 
 def metric_total(addr, name):
@@ -676,6 +696,8 @@ def flood(rate, seconds=5, repeat=1):
                                  capture_output=True, text=True, check=False).stdout
             drops = metric_total(addr, "escalator_udp_receive_drops_total")
             shed = metric_total(addr, "escalator_overload_shed_total")
+            isolations = metric_total(addr, "escalator_udp_isolations_total")
+            shared_drops = shared_socket_drops(addr)
             stop(host)
             for line in out.splitlines():
                 if not line.startswith("result"):
@@ -686,7 +708,9 @@ def flood(rate, seconds=5, repeat=1):
                   f"MESSAGEs {result.get('probes_ok')}/{result.get('probes')} answered 200, "
                   f"{result.get('probes_retransmitted')} retransmitted, p50 {result.get('probe_p50_ms')} ms, "
                   f"max {result.get('probe_max_ms')} ms; full service {result.get('recovered_ms')} ms after; "
-                  f"host: {shed:.0f} shed, {drops:.0f} datagrams dropped by the kernel", flush=True)
+                  f"host: {shed:.0f} shed, {drops:.0f} datagrams dropped by the kernel "
+                  f"({shared_drops} on the shared sockets; {isolations:.0f} peers moved to a socket of their own)",
+                  flush=True)
 
 
 def main():
