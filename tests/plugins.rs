@@ -141,6 +141,31 @@ async fn abi_mismatch_missing_symbol_and_bad_config_are_refused_clearly() {
 }
 
 #[tokio::test]
+async fn plugin_actions_that_would_smuggle_a_header_never_reach_the_wire() -> R {
+    let p = plugin_config("escalator-test-plugin", "mode = \"inject\"", 10);
+    let mut rig = Rig::with(Proto::Udp, Proto::Udp, loopback(), with_plugins(vec![p])).await;
+    let (mut a, b, host, _) = establish(&mut rig).await?;
+
+    let mut refer = a.request(&rig.alice, "REFER", None);
+    refer.push_header("Refer-To", "<sip:carol@example.com>");
+    rig.alice.send(rig.host_for_alice, &refer);
+    // The plugin's 202 carried a bare CR LF in a header: the host's 500
+    // goes instead, with nothing of the plugin's in it.
+    let refused = rig.alice.expect_response(500).await?;
+    assert_eq!(refused.cseq(), refer.cseq());
+    assert!(refused.header("Injected").is_none() && refused.header("X-Note").is_none());
+    // Neither its NOTIFY nor its new leg went out.
+    rig.alice
+        .expect_silence(std::time::Duration::from_millis(500))
+        .await?;
+    rig.bob
+        .expect_silence(std::time::Duration::from_millis(300))
+        .await?;
+    // The call goes on.
+    hang_up_from_alice(&mut rig, &mut a, &b, host).await
+}
+
+#[tokio::test]
 async fn plugin_actions_notify_originate_a_leg_and_repair_legs() -> R {
     let p = plugin_config("escalator-test-plugin", "mode = \"actions\"", 10);
     let mut rig = Rig::with(Proto::Udp, Proto::Udp, loopback(), with_plugins(vec![p])).await;

@@ -167,6 +167,21 @@ impl Default for ParseLimits {
     }
 }
 
+/// Whether `s` may stand in a header value, a reason phrase or a start
+/// line as the host writes them: no control byte but HTAB (so never CR or
+/// LF, which would end the line and start another). Stricter than what the
+/// parser accepts (quoted-pairs may escape controls): for what the host
+/// builds from fields it was given (a plugin's actions), not for parsing.
+pub fn is_field_text(s: &str) -> bool {
+    !has_control(s)
+}
+
+/// A header field the host may write: a token for a name (RFC 3261 §25.1)
+/// and [`is_field_text`] for a value.
+pub fn is_header_field(name: &str, value: &str) -> bool {
+    is_token(name) && is_field_text(value)
+}
+
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()

@@ -6,6 +6,17 @@
 use crate::{NameAddr, SipMessage};
 use bytes::Bytes;
 
+/// Whether `message` can be answered without a transaction (a refusal, an
+/// overload 503): a request but ACK, which is never answered (RFC 3261
+/// §17.1.1.3), carrying a Via to send the answer to (§18.2.2). Any Via
+/// value will do: a 505 answers exactly a Via of another SIP version. The
+/// one rule for the edge and the logic.
+pub fn answerable(message: &SipMessage) -> bool {
+    message.is_request()
+        && message.request_method() != Some(crate::Method::Ack)
+        && message.header("Via").is_some()
+}
+
 /// A response to `request` with its Via, From, To, Call-ID and CSeq; `to_tag`
 /// is added when the request's To has none (RFC 3261 section 8.2.6.2); a
 /// 101–299 to a request outside a dialog also copies its Record-Route.
@@ -46,4 +57,37 @@ pub fn response_to(
     }
     r.set_body(Bytes::new());
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> SipMessage {
+        SipMessage::parse(text.as_bytes(), Default::default()).expect("parses")
+    }
+
+    #[test]
+    fn answerable_is_a_request_but_ack_with_a_via() {
+        let head = |start: &str, via: &str| {
+            format!(
+                "{start}\r\n{via}From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c\r\n\
+                 CSeq: 1 {}\r\nContent-Length: 0\r\n\r\n",
+                start.split(' ').next().unwrap_or_default()
+            )
+        };
+        let via = "Via: SIP/2.0/UDP h:5060;branch=z9hG4bKx\r\n";
+        assert!(answerable(&parse(&head("INVITE sip:b@h SIP/2.0", via))));
+        assert!(answerable(&parse(&head("OPTIONS sip:b@h SIP/2.0", via))));
+        assert!(answerable(&parse(&head(
+            "INVITE sip:b@h SIP/2.0",
+            "Via: SIP/7.0/UDP h:5060;branch=z9hG4bKx\r\n"
+        ))));
+        assert!(!answerable(&parse(&head("ACK sip:b@h SIP/2.0", via))));
+        assert!(!answerable(&parse(&head("INVITE sip:b@h SIP/2.0", ""))));
+        let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h:5060;branch=z9hG4bKx\r\n\
+                        From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\n\
+                        CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        assert!(!answerable(&parse(response)));
+    }
 }

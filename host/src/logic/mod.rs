@@ -239,9 +239,7 @@ impl B2bua {
         status: u16,
         header: Option<(&str, String)>,
     ) {
-        // A Via of another SIP version is still where the answer goes
-        // (a 505 answers exactly that): any Via value will do.
-        if req.request_method() == Some(Method::Ack) || req.header("Via").is_none() {
+        if !crate::sip::response::answerable(req) {
             return;
         }
         let tag = crate::entities::dialog::new_tag();

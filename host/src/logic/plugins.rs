@@ -234,6 +234,25 @@ impl B2bua {
             token,
         };
         for action in actions {
+            if let Some(why) = malformed(&action) {
+                // Never put it on the wire: the host's own refusal instead.
+                tracing::error!(plugin = %name, why, "plugin action refused: it would write a malformed message");
+                metrics::counter!(crate::metrics::PLUGIN_FAILURES, "plugin" => name.clone())
+                    .increment(1);
+                match action {
+                    Action::Respond { transaction, .. } => {
+                        let status = 500;
+                        let reason = crate::forward::reason(status);
+                        self.plugin_respond(ServerTxId(transaction), status, reason, vec![], None)
+                    }
+                    Action::SendRequest { leg, token, .. } => {
+                        self.plugin_send_failed(by(token), leg)
+                    }
+                    Action::CreateLeg { token, .. } => self.plugin_send_failed(by(token), 0),
+                    _ => {}
+                }
+                continue;
+            }
             match action {
                 Action::Respond {
                     transaction,
@@ -523,8 +542,131 @@ fn parse_target(t: &str) -> Option<Target> {
     })
 }
 
+/// What in `action` the host would write malformed (a header that is not
+/// a token and a value free of control bytes, a reason phrase, method,
+/// URI, From, To or Content-Type holding a control byte: a bare CR or LF
+/// would end the line and start one of the plugin's own); None when every
+/// field it gives is fit for the wire.
+fn malformed(action: &Action) -> Option<&'static str> {
+    use crate::sip::message::{is_field_text, is_header_field};
+    // What each action writes: its own fields first, then headers and body.
+    let (own_ok, own, headers, body) = match action {
+        Action::Respond {
+            reason,
+            headers,
+            body,
+            ..
+        } => (is_field_text(reason), "reason phrase", headers, body),
+        Action::SendRequest {
+            method,
+            headers,
+            body,
+            ..
+        } => (is_header_field(method, ""), "method", headers, body),
+        Action::CreateLeg { request: r, .. } => (
+            [&r.request_uri, &r.from, &r.to]
+                .iter()
+                .all(|f| is_field_text(f)),
+            "Request-URI, From or To",
+            &r.headers,
+            &r.body,
+        ),
+        Action::AddHeader { name, value } => {
+            return (!is_header_field(name, value)).then_some("header")
+        }
+        _ => return None,
+    };
+    if !own_ok {
+        Some(own)
+    } else if !headers.iter().all(|(n, v)| is_header_field(n, v)) {
+        Some("header")
+    } else if !body.as_ref().is_none_or(|b| is_field_text(&b.content_type)) {
+        Some("Content-Type")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_that_would_break_its_line_is_found() {
+        let respond = |reason: &str, headers: Vec<(String, String)>| Action::Respond {
+            transaction: 1,
+            status: 202,
+            reason: reason.into(),
+            headers,
+            body: None,
+        };
+        let h = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
+        assert_eq!(malformed(&respond("Accepted", h("X-A", "ok\tfine"))), None);
+        assert_eq!(
+            malformed(&respond("Accepted\r\nX-B: 1", vec![])),
+            Some("reason phrase")
+        );
+        assert_eq!(
+            malformed(&respond("Accepted", h("X-A", "ok\r\nInjected: yes"))),
+            Some("header")
+        );
+        assert_eq!(
+            malformed(&respond("Accepted", h("X-A", "ok\rInjected"))),
+            Some("header")
+        );
+        assert_eq!(
+            malformed(&respond("Accepted", h("X A", "ok"))),
+            Some("header")
+        );
+        assert_eq!(
+            malformed(&respond("Accepted", h("X-A", "nul\0"))),
+            Some("header")
+        );
+        let send = |method: &str, ct: &str| Action::SendRequest {
+            leg: 1,
+            method: method.into(),
+            headers: vec![],
+            body: Some(escalator_plugin_api::Body {
+                content_type: ct.into(),
+                bytes: b"\r\nanything\0".to_vec(),
+            }),
+            token: 1,
+        };
+        assert_eq!(
+            malformed(&send("NOTIFY", "message/sipfrag")),
+            None,
+            "a body is bytes"
+        );
+        assert_eq!(malformed(&send("NOT IFY", "text/plain")), Some("method"));
+        assert_eq!(
+            malformed(&send("NOTIFY", "text/plain\r\nX: y")),
+            Some("Content-Type")
+        );
+        let create = |uri: &str| Action::CreateLeg {
+            call: 1,
+            request: escalator_plugin_api::NewRequest {
+                request_uri: uri.into(),
+                from: "<sip:a@h>".into(),
+                to: "<sip:b@h>".into(),
+                ..Default::default()
+            },
+            target: None,
+            token: 1,
+        };
+        assert_eq!(malformed(&create("sip:conf@h")), None);
+        assert_eq!(
+            malformed(&create("sip:conf@h SIP/2.0\r\nX: y")),
+            Some("Request-URI, From or To")
+        );
+        let add = |v: &str| Action::AddHeader {
+            name: "X-A".into(),
+            value: v.into(),
+        };
+        assert_eq!(malformed(&add("fine")), None);
+        assert_eq!(malformed(&add("bad\n")), Some("header"));
+        assert_eq!(malformed(&Action::Pair { a: 1, b: 2 }), None);
+    }
+
     #[test]
     fn plugin_targets() {
         let t = super::parse_target("tcp:[::1]:5070").unwrap();

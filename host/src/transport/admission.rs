@@ -9,7 +9,7 @@
 use super::inbox::EDGE_TAG_MARK;
 use super::{Inbound, Shared};
 use crate::metrics as m;
-use crate::sip::response::response_to;
+use crate::sip::response::{answerable, response_to};
 use crate::sip::status::reason;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub(super) fn answer(inbound: Inbound, stage: &'static str) -> Option<Bytes> {
         source, message, ..
     } = inbound;
     let request = match message {
-        Ok(m) if m.is_request() && m.method() != Some("ACK") && m.top_via().is_some() => m,
+        Ok(m) if answerable(&m) => m,
         _ => {
             m::shed("other", stage);
             tracing::debug!(%source, "overload: unanswerable message dropped at the edge");

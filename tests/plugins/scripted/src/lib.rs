@@ -3,6 +3,9 @@
 //! new leg with the call-control API: 202, NOTIFY "100 Trying", a new INVITE
 //! leg toward the core, and on its 2xx: re-pair the client's leg with it,
 //! release the old partner with BYE, NOTIFY "200 OK" (terminated).
+//! `mode = "inject"` answers such a REFER with actions whose fields carry a
+//! bare CR LF and a header of their own (a 202, a NOTIFY, a new leg): the
+//! host must put none of them on the wire.
 
 use escalator_plugin_api::{
     export_plugin, Action, Body, Decision, Event, HookInput, LegRole, NewRequest, Plugin,
@@ -12,6 +15,7 @@ use std::collections::HashMap;
 enum Mode {
     Panic,
     Actions,
+    Inject,
 }
 
 /// An escalation in progress, by the token of its INVITE.
@@ -46,6 +50,38 @@ fn notify(leg: u64, token: u64, status_line: &str, state: &str) -> Action {
     }
 }
 
+/// A 202, a NOTIFY and a new leg, each with a field that would end its
+/// line and add `Injected: yes`.
+fn injections(transaction: u64, leg: u64, call: u64, token: u64) -> Vec<Action> {
+    let smuggled = "ok\r\nInjected: yes";
+    let mut notify = notify(leg, token, "100 Trying", "active;expires=60");
+    if let Action::SendRequest { headers, .. } = &mut notify {
+        headers.push(("X-Note".into(), smuggled.into()));
+    }
+    vec![
+        Action::Respond {
+            transaction,
+            status: 202,
+            reason: "Accepted".into(),
+            headers: vec![("X-Note".into(), smuggled.into())],
+            body: None,
+        },
+        notify,
+        Action::CreateLeg {
+            call,
+            request: NewRequest {
+                request_uri: "sip:conf-factory@example.com SIP/2.0\r\nInjected: yes".into(),
+                from: "<sip:alice@example.com>".into(),
+                to: "<sip:conf-factory@example.com>".into(),
+                headers: vec![],
+                body: None,
+            },
+            target: None,
+            token: token + 1,
+        },
+    ]
+}
+
 impl Scripted {
     fn token(&mut self) -> u64 {
         self.next_token += 1;
@@ -59,6 +95,8 @@ impl Plugin for Scripted {
             Mode::Panic
         } else if config.contains("\"actions\"") {
             Mode::Actions
+        } else if config.contains("\"inject\"") {
+            Mode::Inject
         } else {
             return Err(format!(
                 "mode must be \"panic\" or \"actions\", config was {config:?}"
@@ -83,6 +121,9 @@ impl Plugin for Scripted {
         let Some(transaction) = c.transaction else {
             return Decision::Continue;
         };
+        if let Mode::Inject = self.mode {
+            return Decision::Handled(injections(transaction, c.leg, c.call, self.token()));
+        }
         let invite_token = self.token();
         let notify_token = self.token();
         self.pending.insert(
