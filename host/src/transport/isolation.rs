@@ -100,16 +100,20 @@ pub(super) struct Own {
     pub go: oneshot::Receiver<()>,
 }
 
-/// Gives `peer`, flooding the group at `local`, a socket of its own with
-/// its receive loop (see the module doc). Returns what the old loop sends
-/// once it has read its socket empty; None when the peer is not moved
-/// (it has a socket already, the limit is reached, or the socket could
-/// not be made: logged).
-pub(super) fn isolate(
-    shared: &Arc<Shared>,
-    local: SocketAddr,
-    peer: SocketAddr,
-) -> Option<oneshot::Sender<()>> {
+/// A socket of its own for a flooding peer, for the caller to read with a
+/// receive loop of its own (`udp.rs`), and the signal its loop waits for.
+pub(super) struct Moved {
+    pub socket: Arc<UdpSocket>,
+    pub own: Own,
+    /// For the old loop to send once it has read its socket empty.
+    pub go: oneshot::Sender<()>,
+}
+
+/// Gives `peer`, flooding the group at `local`, a socket of its own (see
+/// the module doc); None when the peer is not moved (it has a socket
+/// already, the limit is reached, or the socket could not be made:
+/// logged).
+pub(super) fn isolate(shared: &Shared, local: SocketAddr, peer: SocketAddr) -> Option<Moved> {
     let limits = shared.limits;
     if !shared.isolated.claim(peer, limits.isolate_flooding_peers) {
         return None;
@@ -131,14 +135,11 @@ pub(super) fn isolate(
         }
     }
     let (go, wait) = oneshot::channel();
-    let own = Own { peer, go: wait };
-    tokio::spawn(super::udp::receive_loop(
-        shared.clone(),
+    Some(Moved {
         socket,
-        local,
-        Some(own),
-    ));
-    Some(go)
+        own: Own { peer, go: wait },
+        go,
+    })
 }
 
 /// The loop serving `peer` alone ends: its socket closes (the caller drops

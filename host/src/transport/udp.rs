@@ -167,8 +167,9 @@ pub(super) async fn receive_loop(
                 .is_some_and(|p| super::backlog::filled_over(&socket, p));
         if behind && peer.is_none() {
             let flooding = isolation::dominant(reader.datagrams().map(|(_, from)| from));
-            if let Some(go) = flooding.and_then(|f| isolation::isolate(&shared, local, f)) {
-                handovers.push(go);
+            if let Some(moved) = flooding.and_then(|f| isolation::isolate(&shared, local, f)) {
+                handovers.push(moved.go);
+                read_own_socket(shared.clone(), moved.socket, local, moved.own);
             }
         }
         for (data, from) in reader.datagrams() {
@@ -217,6 +218,12 @@ pub(super) async fn receive_loop(
         // waits behind this loop but the other loops: one yield per batch.
         tokio::task::yield_now().await;
     }
+}
+
+/// Starts the receive loop of a flooding peer's socket of its own. Not
+/// async: a loop cannot spawn its own kind from inside its body.
+fn read_own_socket(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: SocketAddr, own: Own) {
+    tokio::spawn(receive_loop(shared, socket, local, Some(own)));
 }
 
 pub(super) fn send(shared: &Arc<Shared>, target: &Target, data: Bytes, token: Option<u64>) {
