@@ -517,6 +517,21 @@ mod example_tests {
         assert_eq!(c.core.address, d.core.address);
         assert_eq!(c.timer_config(), d.timer_config());
         assert_eq!(c.limits.max_calls, d.limits.max_calls);
+        let limits = |c: &super::Config| {
+            (
+                c.limits.max_message_bytes,
+                c.limits.max_headers,
+                c.limits.shed_after_ms,
+                c.limits.new_request_queue,
+                c.limits.shed_at_socket_fill_percent,
+                c.limits.isolate_flooding_peers,
+            )
+        };
+        assert_eq!(
+            limits(&c),
+            limits(&d),
+            "the example's [limits] are the defaults"
+        );
         assert_eq!(c.shutdown.grace_ms, d.shutdown.grace_ms);
         assert_eq!(c.timers.c_ms, d.timers.c_ms);
         assert_eq!(c.memory.trim_check_ms, d.memory.trim_check_ms);

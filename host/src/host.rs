@@ -172,7 +172,8 @@ impl HostHandle {
         Ok(generation)
     }
 
-    /// One line: calls, transactions, plugin generation and names.
+    /// One line: calls, transactions, plugin generation and names, and the
+    /// peers that flooded a UDP socket and read from one of their own.
     pub async fn status(&self) -> anyhow::Result<String> {
         let mut shards = Vec::with_capacity(self.control.len());
         for shard in &self.control {
@@ -183,7 +184,8 @@ impl HostHandle {
                 .map_err(|_| anyhow::anyhow!("host is stopping"))?;
             shards.push(rx.await?);
         }
-        status_line(&shards).ok_or_else(|| anyhow::anyhow!("host has no core shards"))
+        status_line(&shards, &self.transport.isolated_peers())
+            .ok_or_else(|| anyhow::anyhow!("host has no core shards"))
     }
 
     /// Start draining without waiting (new calls get 503); the receiver
@@ -213,16 +215,51 @@ impl HostHandle {
 }
 
 /// The admin status line: counts summed over the shards; the plugin set is
-/// the same on every shard, so the first one's is shown.
-fn status_line(shards: &[ShardStatus]) -> Option<String> {
+/// the same on every shard, so the first one's is shown; `isolated`, the
+/// peers on a UDP socket of their own (`transport/isolation.rs`), sorted.
+fn status_line(shards: &[ShardStatus], isolated: &[std::net::SocketAddr]) -> Option<String> {
     let first = shards.first()?;
+    let mut isolated = isolated.to_vec();
+    isolated.sort();
+    let isolated: Vec<String> = isolated.iter().map(|a| a.to_string()).collect();
     Some(format!(
-        "calls={} transactions={} plugin_generation={} plugins=[{}] draining={} shards={}",
+        "calls={} transactions={} plugin_generation={} plugins=[{}] draining={} shards={} isolated=[{}]",
         shards.iter().map(|s| s.calls).sum::<usize>(),
         shards.iter().map(|s| s.transactions).sum::<usize>(),
         first.plugin_generation,
         first.plugins.join(","),
         shards.iter().any(|s| s.draining),
         shards.len(),
+        isolated.join(","),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_sums_the_shards_and_names_the_isolated_peers() {
+        let shard = |calls, draining| ShardStatus {
+            calls,
+            transactions: calls * 2,
+            draining,
+            plugin_generation: 3,
+            plugins: vec!["escalation/0.1.0".into()],
+        };
+        let peers: Vec<std::net::SocketAddr> = vec![
+            "127.0.0.9:5060".parse().expect("literal"),
+            "127.0.0.1:5070".parse().expect("literal"),
+        ];
+        assert_eq!(
+            status_line(&[shard(2, false), shard(3, true)], &peers).as_deref(),
+            Some(
+                "calls=5 transactions=10 plugin_generation=3 plugins=[escalation/0.1.0] \
+                 draining=true shards=2 isolated=[127.0.0.1:5070,127.0.0.9:5060]"
+            )
+        );
+        assert!(status_line(&[shard(0, false)], &[])
+            .is_some_and(|l| l.ends_with("shards=1 isolated=[]")));
+        assert_eq!(status_line(&[], &peers), None);
+    }
 }
