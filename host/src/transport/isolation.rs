@@ -128,12 +128,7 @@ pub(super) fn isolate(shared: &Shared, local: SocketAddr, peer: SocketAddr) -> O
     };
     metrics::counter!(m::UDP_ISOLATIONS).increment(1);
     tracing::warn!(%peer, %local, "peer floods its socket: moved to a socket of its own");
-    #[cfg(target_os = "linux")]
-    if let Some(inode) = super::drops::socket_inode(&*socket) {
-        if let Ok(mut w) = shared.watched.lock() {
-            w.add(local, inode);
-        }
-    }
+    shared.watch_drops(local, &socket);
     let (go, wait) = oneshot::channel();
     Some(Moved {
         socket,
@@ -145,14 +140,7 @@ pub(super) fn isolate(shared: &Shared, local: SocketAddr, peer: SocketAddr) -> O
 /// The loop serving `peer` alone ends: its socket closes (the caller drops
 /// it) and the peer goes back to the group.
 pub(super) fn release(shared: &Shared, socket: &UdpSocket, peer: SocketAddr) {
-    #[cfg(target_os = "linux")]
-    if let Some(inode) = super::drops::socket_inode(socket) {
-        if let Ok(mut w) = shared.watched.lock() {
-            w.retire(inode);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = socket;
+    shared.unwatch_drops(socket);
     shared.isolated.release(peer);
     tracing::info!(%peer, "flooding peer quiet: back on the shared sockets");
 }

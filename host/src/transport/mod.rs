@@ -343,12 +343,7 @@ impl Transport {
         // loop, in arrival order; peers are spread over the loops.
         for (group, local, queue) in udp_groups {
             for socket in &group {
-                #[cfg(target_os = "linux")]
-                if let (Some(inode), Ok(mut w)) =
-                    (drops::socket_inode(&**socket), shared.watched.lock())
-                {
-                    w.add(local, inode);
-                }
+                shared.watch_drops(local, socket);
                 tokio::spawn(udp::receive_loop(
                     shared.clone(),
                     socket.clone(),
@@ -434,6 +429,27 @@ impl Shared {
             Proto::Udp => udp::send(self, target, data, token),
             Proto::Tcp => tcp::send(self, target, data, token),
         }
+    }
+
+    /// Counts `socket`'s kernel drops under `local` from now on
+    /// (`drops.rs`; Linux).
+    fn watch_drops(&self, local: SocketAddr, socket: &UdpSocket) {
+        #[cfg(target_os = "linux")]
+        if let (Some(inode), Ok(mut w)) = (drops::socket_inode(socket), self.watched.lock()) {
+            w.add(local, inode);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (local, socket);
+    }
+
+    /// `socket` is closing: what it dropped stays counted.
+    fn unwatch_drops(&self, socket: &UdpSocket) {
+        #[cfg(target_os = "linux")]
+        if let (Some(inode), Ok(mut w)) = (drops::socket_inode(socket), self.watched.lock()) {
+            w.retire(inode);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = socket;
     }
 
     fn report_failure(&self, target: Target, token: Option<u64>) {
